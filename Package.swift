@@ -1,0 +1,89 @@
+// swift-tools-version: 6.0
+import PackageDescription
+
+let package = Package(
+    name: "Skiff",
+    platforms: [.macOS(.v15)],
+    products: [
+        .library(name: "TTRPC", targets: ["TTRPC"]),
+        .library(name: "ContainerdAPI", targets: ["ContainerdAPI"]),
+        .library(name: "SkiffAPI", targets: ["SkiffAPI"]),
+        .executable(name: "skiff-ttrpc-peer", targets: ["skiff-ttrpc-peer"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+    ],
+    targets: [
+        // ttrpc (containerd's RPC protocol) over SwiftNIO: frame codec, server, client.
+        .target(
+            name: "TTRPC",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // containerd's wire types: the task v2 service, events, mounts, cgroup metrics.
+        .target(
+            name: "ContainerdAPI",
+            dependencies: [
+                "TTRPC",
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ]
+        ),
+        // Skiff's own services: the diag service used by shimdiag.
+        .target(
+            name: "SkiffAPI",
+            dependencies: [
+                "TTRPC",
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ]
+        ),
+        // The ttrpc.peer.v1.Peer reference service and its checks, shared by the interop
+        // tests and the benchmark tool.
+        .target(
+            name: "TTRPCPeer",
+            dependencies: [
+                "TTRPC",
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ]
+        ),
+        .executableTarget(
+            name: "skiff-ttrpc-peer",
+            dependencies: [
+                "TTRPC",
+                "TTRPCPeer",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            path: "cmd/skiff-ttrpc-peer"
+        ),
+        .testTarget(
+            name: "TTRPCTests",
+            dependencies: [
+                "TTRPC",
+                "TTRPCPeer",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+            ]
+        ),
+        .testTarget(
+            name: "ContainerdAPITests",
+            dependencies: ["ContainerdAPI", "SkiffAPI", "TTRPC"],
+            resources: [.copy("Golden")]
+        ),
+        .testTarget(
+            name: "InteropTests",
+            dependencies: [
+                "TTRPC",
+                "TTRPCPeer",
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
+    ]
+)
