@@ -17,10 +17,15 @@ import Synchronization
 /// connection is gone, ResourceExhausted for a message over 4 MiB either way.
 public final class TTRPCClient: Sendable {
     public let channel: any Channel
+    /// Runs tasks on the connection's event loop. A task that prefers it (`Task(executorPreference:)`,
+    /// `withTaskExecutorPreference`) makes calls without any thread hop: the request is written
+    /// and the answer resumes the caller on the connection's own thread.
+    public let executor: any TaskExecutor
     private let nextStreamID = Atomic<UInt32>(1)
 
     private init(channel: any Channel) {
         self.channel = channel
+        self.executor = EventLoopTaskExecutor(channel.eventLoop)
     }
 
     /// Adds the ttrpc client codec to `pipeline`. Must run on the channel's event loop.

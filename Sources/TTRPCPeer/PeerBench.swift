@@ -39,7 +39,7 @@ public enum PeerBench {
         let start = ContinuousClock.now
         try await withThrowingTaskGroup(of: Void.self) { group in
             for _ in 0..<concurrency {
-                group.addTask {
+                group.addTask(executorPreference: client.executor) {
                     for _ in 0..<per { _ = try await peer.echo(request) }
                 }
             }
