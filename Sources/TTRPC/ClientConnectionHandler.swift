@@ -112,15 +112,9 @@ final class ClientConnectionHandler: ChannelDuplexHandler {
             switch frame.kind {
             case .response:
                 guard let entry = pending[frame.streamID] else { return }  // late answer to a call given up on
-                do {
-                    let response = try Ttrpc_Response(buffer: frame.payload)
-                    if response.hasStatus, response.status.code != 0 {
-                        entry.promise.fail(TTRPCStatus(wire: response.status))
-                    } else {
-                        entry.promise.succeed(response.payload)
-                    }
-                } catch {
-                    entry.promise.fail(TTRPCStatus(.internal, "ttrpc: cannot decode response: \(error)"))
+                switch TTRPCResponse.decode(frame.payload) {
+                case let .success(payload): entry.promise.succeed(payload)
+                case let .failure(status): entry.promise.fail(status)
                 }
             case .data:
                 break

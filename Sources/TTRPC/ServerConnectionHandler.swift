@@ -86,11 +86,11 @@ final class ServerConnectionHandler: ChannelInboundHandler {
             respond(streamID, status: TTRPCStatus(.invalidArgument, "stream \(streamID) already has a call in flight"))
             return
         }
-        let request: Ttrpc_Request
+        let request: TTRPCRequest
         do {
-            request = try Ttrpc_Request(buffer: frame.payload)
+            request = try TTRPCRequest(decoding: frame.payload)
         } catch {
-            respond(streamID, status: TTRPCStatus(.invalidArgument, "unmarshal request error: \(error)"))
+            respond(streamID, status: error)
             return
         }
         let method: TTRPCMethod
@@ -102,10 +102,10 @@ final class ServerConnectionHandler: ChannelInboundHandler {
         }
         guard let context, let executor else { return }
 
-        let timeout = request.timeoutNano > 0 ? request.timeoutNano : nil
+        let timeout = request.timeoutNanoseconds
         let callContext = TTRPCServerContext(
             service: request.service, method: request.method,
-            metadata: TTRPCMetadata(wire: request.metadata),
+            metadata: request.metadata,
             deadline: timeout.map { ContinuousClock.now + .nanoseconds($0) },
             streamID: streamID)
         let payload = request.payload
