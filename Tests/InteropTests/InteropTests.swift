@@ -39,6 +39,7 @@ import TTRPCPeer
     @Test func goClientPassesAllTenChecksAgainstTheSwiftServer() async throws {
         let peer = try Self.goPeer()
         let path = Self.socketPath()
+        defer { try? FileManager.default.removeItem(atPath: (path as NSString).deletingLastPathComponent) }
         let listener = try await TTRPCServer(services: [PeerService()]).listen(unixSocket: path)
         defer { Task { try? await listener.close() } }
         let (status, output) = try await Task.detached { try Self.run(peer, ["check", "-socket", path]) }.value
@@ -49,6 +50,7 @@ import TTRPCPeer
     @Test func swiftClientPassesAllTenChecksAgainstTheGoServer() async throws {
         let peer = try Self.goPeer()
         let path = Self.socketPath()
+        defer { try? FileManager.default.removeItem(atPath: (path as NSString).deletingLastPathComponent) }
         let server = Process()
         server.executableURL = URL(fileURLWithPath: peer)
         server.arguments = ["serve", "-socket", path]

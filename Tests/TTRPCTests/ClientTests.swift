@@ -130,6 +130,7 @@ import Testing
 
     @Test func listenerCloseRemovesTheSocketFile() async throws {
         let path = temporarySocketPath()
+        defer { removeSocketDirectory(path) }
         let listener = try await TTRPCServer(services: [ProbeService()]).listen(unixSocket: path)
         var info = stat()
         #expect(stat(path, &info) == 0)

@@ -14,12 +14,18 @@ func temporarySocketPath() -> String {
     return dir.appendingPathComponent("s.sock").path
 }
 
+/// Removes the temporary directory `temporarySocketPath` made.
+func removeSocketDirectory(_ path: String) {
+    try? FileManager.default.removeItem(atPath: (path as NSString).deletingLastPathComponent)
+}
+
 /// Serves `services` on a fresh unix socket for the duration of `body`.
 func withServer<T>(
     _ services: [any TTRPCServiceProvider],
     _ body: (String) async throws -> T
 ) async throws -> T {
     let path = temporarySocketPath()
+    defer { removeSocketDirectory(path) }
     let listener = try await TTRPCServer(services: services).listen(unixSocket: path)
     do {
         let result = try await body(path)
