@@ -8,6 +8,7 @@ let package = Package(
         .library(name: "TTRPC", targets: ["TTRPC"]),
         .library(name: "ContainerdAPI", targets: ["ContainerdAPI"]),
         .library(name: "SkiffAPI", targets: ["SkiffAPI"]),
+        .library(name: "VMManager", targets: ["VMManager"]),
         .executable(name: "skiff-ttrpc-peer", targets: ["skiff-ttrpc-peer"]),
     ],
     dependencies: [
@@ -52,6 +53,16 @@ let package = Package(
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ]
         ),
+        // The host side of a utility VM: the VM document and its QEMU command line, the QEMU
+        // process, and QMP.
+        .target(
+            name: "VMManager",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         .executableTarget(
             name: "skiff-ttrpc-peer",
             dependencies: [
@@ -74,8 +85,15 @@ let package = Package(
         ),
         .testTarget(
             name: "ContainerdAPITests",
-            dependencies: ["ContainerdAPI", "SkiffAPI", "TTRPC"],
+            dependencies: [
+                "ContainerdAPI", "SkiffAPI", "TTRPC",
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ],
             resources: [.copy("Golden")]
+        ),
+        .testTarget(
+            name: "VMManagerTests",
+            dependencies: ["VMManager"]
         ),
         .testTarget(
             name: "InteropTests",

@@ -1,0 +1,65 @@
+/// Builds a `VMDocument` from a VM's identity and a state directory, with Skiff's defaults:
+/// 256 MiB, one vCPU, a virtio-serial agent port, one SCSI controller, the console logged in
+/// the state directory. Each setter returns a new builder, so a base can be shared.
+///
+///     let document = try VMBuilder(id: "pod1", stateDirectory: dir, kernel: k, initrd: i)
+///         .memory(mib: 512).vcpus(2).accelerator(.tcg)
+///         .share(hostPath: dir + "/share", tag: "skiffshare")
+///         .build()
+public struct VMBuilder: Sendable {
+    /// The virtio-serial port name the agent looks for in the guest.
+    public static let agentPortName = "skiff.agent"
+
+    private var document: VMDocument
+
+    public init(id: String, stateDirectory: String, kernel: String, initrd: String) {
+        document = VMDocument(
+            id: id, memoryMiB: 256, vcpus: 1, kernel: kernel, initrd: initrd,
+            kernelArguments: ["console=ttyS0", "quiet", "panic=-1", "init_on_alloc=0"],
+            accelerator: .tcg, tcgTranslationCacheMiB: 64,
+            agentChannel: .virtioSerial(socketPath: stateDirectory + "/agent.sock", portName: Self.agentPortName),
+            scsiControllers: 1, sharedDirectory: nil,
+            consoleLog: stateDirectory + "/console.log", qmpSocket: stateDirectory + "/qmp.sock",
+            firmware: "/usr/share/qemu/qboot.rom")
+    }
+
+    public func memory(mib: Int) -> VMBuilder { with { $0.memoryMiB = mib } }
+    public func vcpus(_ count: Int) -> VMBuilder { with { $0.vcpus = count } }
+    public func accelerator(_ accelerator: VMDocument.Accelerator) -> VMBuilder { with { $0.accelerator = accelerator } }
+    public func tcgTranslationCache(mib: Int?) -> VMBuilder { with { $0.tcgTranslationCacheMiB = mib } }
+    public func kernelArguments(_ arguments: [String]) -> VMBuilder { with { $0.kernelArguments = arguments } }
+    public func appendingKernelArguments(_ arguments: [String]) -> VMBuilder { with { $0.kernelArguments += arguments } }
+    public func agentChannel(_ channel: VMDocument.AgentChannel) -> VMBuilder { with { $0.agentChannel = channel } }
+    public func scsiControllers(_ count: Int) -> VMBuilder { with { $0.scsiControllers = count } }
+    public func share(hostPath: String, tag: String) -> VMBuilder {
+        with { $0.sharedDirectory = VMDocument.SharedDirectory(hostPath: hostPath, tag: tag) }
+    }
+    public func firmware(_ path: String?) -> VMBuilder { with { $0.firmware = path } }
+
+    /// The document, after checking what QEMU would otherwise reject late and obscurely.
+    public func build() throws(VMManagerError) -> VMDocument {
+        let d = document
+        guard !d.id.isEmpty, d.id.allSatisfy({ $0.isLetter || $0.isNumber || "-_.".contains($0) }) else {
+            throw .invalidConfiguration("VM id \(d.id.debugDescription) must be non-empty letters, digits, '-', '_' or '.'")
+        }
+        guard d.memoryMiB >= 64 else { throw .invalidConfiguration("memory \(d.memoryMiB) MiB is below the 64 MiB minimum") }
+        guard (1...64).contains(d.vcpus) else { throw .invalidConfiguration("vCPUs \(d.vcpus) must be 1 to 64") }
+        guard (0...8).contains(d.scsiControllers) else { throw .invalidConfiguration("SCSI controllers \(d.scsiControllers) must be 0 to 8") }
+        guard !d.kernel.isEmpty, !d.initrd.isEmpty else { throw .invalidConfiguration("kernel and initrd are required") }
+        if let share = d.sharedDirectory {
+            guard !share.tag.isEmpty, share.tag.utf8.count <= 31, !share.tag.contains(",") else {
+                throw .invalidConfiguration("9p tag \(share.tag.debugDescription) must be 1 to 31 bytes without ','")
+            }
+        }
+        for path in [d.kernel, d.initrd, d.consoleLog, d.qmpSocket] + (d.sharedDirectory.map { [$0.hostPath] } ?? []) where path.contains(",") {
+            throw .invalidConfiguration("path \(path.debugDescription) contains ',', which QEMU options cannot carry")
+        }
+        return d
+    }
+
+    private func with(_ change: (inout VMDocument) -> Void) -> VMBuilder {
+        var copy = self
+        change(&copy.document)
+        return copy
+    }
+}

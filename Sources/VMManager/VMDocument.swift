@@ -1,0 +1,71 @@
+/// What a utility VM *is*: written once when the VM is created and never changed by running it.
+/// The QEMU command line is derived from it (`QEMUCommandLine`), so two equal documents give the
+/// same VM. Build one with `VMBuilder`.
+public struct VMDocument: Sendable, Codable, Equatable {
+    /// How guest instructions run: hardware virtualization or QEMU's software emulator.
+    public enum Accelerator: String, Sendable, Codable, Equatable {
+        case kvm
+        case tcg
+    }
+
+    /// How the host reaches the guest agent.
+    public enum AgentChannel: Sendable, Codable, Equatable {
+        /// A virtio-serial port named `portName`, backed on the host by a unix socket QEMU listens on.
+        case virtioSerial(socketPath: String, portName: String)
+        /// A vsock port at the guest's context id (where the host has /dev/vhost-vsock).
+        case vsock(guestCID: UInt32, port: UInt32)
+    }
+
+    /// A host directory exported to the guest over virtio-9p under `tag`.
+    public struct SharedDirectory: Sendable, Codable, Equatable {
+        public var hostPath: String
+        public var tag: String
+        public init(hostPath: String, tag: String) {
+            self.hostPath = hostPath
+            self.tag = tag
+        }
+    }
+
+    public var id: String
+    public var memoryMiB: Int
+    public var vcpus: Int
+    public var kernel: String
+    public var initrd: String
+    /// Kernel command-line arguments, in order.
+    public var kernelArguments: [String]
+    public var accelerator: Accelerator
+    /// Translation-cache size for TCG, in MiB; nil leaves QEMU's default.
+    public var tcgTranslationCacheMiB: Int?
+    public var agentChannel: AgentChannel
+    /// Number of virtio-scsi controllers (`scsi0`, `scsi1`, ...) for hot-plugged disks.
+    public var scsiControllers: Int
+    public var sharedDirectory: SharedDirectory?
+    /// The guest's serial console is appended to this file.
+    public var consoleLog: String
+    /// The QMP socket QEMU listens on.
+    public var qmpSocket: String
+    /// Firmware image; qboot boots a kernel directly and faster than SeaBIOS.
+    public var firmware: String?
+
+    public init(
+        id: String, memoryMiB: Int, vcpus: Int, kernel: String, initrd: String,
+        kernelArguments: [String], accelerator: Accelerator, tcgTranslationCacheMiB: Int?,
+        agentChannel: AgentChannel, scsiControllers: Int, sharedDirectory: SharedDirectory?,
+        consoleLog: String, qmpSocket: String, firmware: String?
+    ) {
+        self.id = id
+        self.memoryMiB = memoryMiB
+        self.vcpus = vcpus
+        self.kernel = kernel
+        self.initrd = initrd
+        self.kernelArguments = kernelArguments
+        self.accelerator = accelerator
+        self.tcgTranslationCacheMiB = tcgTranslationCacheMiB
+        self.agentChannel = agentChannel
+        self.scsiControllers = scsiControllers
+        self.sharedDirectory = sharedDirectory
+        self.consoleLog = consoleLog
+        self.qmpSocket = qmpSocket
+        self.firmware = firmware
+    }
+}

@@ -1,0 +1,70 @@
+import Foundation
+import Testing
+@testable import VMManager
+
+@Suite struct QEMUCommandLineTests {
+    private let base = VMBuilder(id: "pod1", stateDirectory: "/run/skiff/pod1", kernel: "/k/vmlinuz", initrd: "/k/initrd")
+
+    @Test func defaultDocumentDerivesTheFullTCGCommandLine() throws {
+        let args = QEMUCommandLine.arguments(for: try base.build())
+        #expect(args == [
+            "-name", "skiff-pod1", "-machine", "pc", "-nodefaults", "-no-user-config", "-nographic", "-no-reboot",
+            "-accel", "tcg,tb-size=64", "-cpu", "max",
+            "-bios", "/usr/share/qemu/qboot.rom",
+            "-m", "256", "-smp", "1",
+            "-kernel", "/k/vmlinuz", "-initrd", "/k/initrd", "-append", "console=ttyS0 quiet panic=-1 init_on_alloc=0",
+            "-chardev", "socket,id=qmp,path=/run/skiff/pod1/qmp.sock,server=on,wait=off", "-mon", "chardev=qmp,mode=control",
+            "-chardev", "file,id=console,path=/run/skiff/pod1/console.log", "-serial", "chardev:console",
+            "-device", "virtio-serial-pci,id=vser0",
+            "-chardev", "socket,id=agent,path=/run/skiff/pod1/agent.sock,server=on,wait=off",
+            "-device", "virtserialport,bus=vser0.0,chardev=agent,name=skiff.agent",
+            "-device", "virtio-scsi-pci,id=scsi0",
+            "-device", "virtio-rng-pci",
+        ])
+    }
+
+    @Test func kvmUsesTheHostCPUAndNoTranslationCache() throws {
+        let args = QEMUCommandLine.arguments(for: try base.accelerator(.kvm).build())
+        #expect(args.contains(subsequence: ["-accel", "kvm", "-cpu", "host"]))
+        #expect(!args.contains { $0.hasPrefix("tcg") })
+    }
+
+    @Test func memoryVCPUsControllersAndShareAppearAsAsked() throws {
+        let document = try base.memory(mib: 1024).vcpus(4).scsiControllers(2)
+            .share(hostPath: "/run/skiff/pod1/share", tag: "skiffshare").build()
+        let args = QEMUCommandLine.arguments(for: document)
+        #expect(args.contains(subsequence: ["-m", "1024", "-smp", "4"]))
+        #expect(args.contains(subsequence: ["-device", "virtio-scsi-pci,id=scsi0", "-device", "virtio-scsi-pci,id=scsi1"]))
+        #expect(args.contains(subsequence: [
+            "-fsdev", "local,id=fs0,path=/run/skiff/pod1/share,security_model=none",
+            "-device", "virtio-9p-pci,id=share0,fsdev=fs0,mount_tag=skiffshare",
+        ]))
+    }
+
+    @Test func vsockChannelAddsAVhostVsockDeviceInsteadOfTheSerialPort() throws {
+        let args = QEMUCommandLine.arguments(for: try base.agentChannel(.vsock(guestCID: 42, port: 1024)).build())
+        #expect(args.contains(subsequence: ["-device", "vhost-vsock-pci,id=vsock0,guest-cid=42"]))
+        #expect(!args.contains("virtio-serial-pci,id=vser0"))
+    }
+
+    @Test func invalidDocumentsAreRefusedWithTheReason() {
+        #expect(throws: VMManagerError.self) { try VMBuilder(id: "../x", stateDirectory: "/s", kernel: "k", initrd: "i").build() }
+        #expect(throws: VMManagerError.self) { try base.memory(mib: 16).build() }
+        #expect(throws: VMManagerError.self) { try base.vcpus(0).build() }
+        #expect(throws: VMManagerError.self) { try base.share(hostPath: "/a,b", tag: "t").build() }
+        #expect(throws: VMManagerError.self) { try base.share(hostPath: "/a", tag: String(repeating: "t", count: 40)).build() }
+    }
+
+    @Test func documentSurvivesAJSONRoundTrip() throws {
+        let document = try base.share(hostPath: "/s", tag: "t").build()
+        let data = try JSONEncoder().encode(document)
+        #expect(try JSONDecoder().decode(VMDocument.self, from: data) == document)
+    }
+}
+
+extension Array where Element: Equatable {
+    func contains(subsequence: [Element]) -> Bool {
+        guard subsequence.count <= count else { return false }
+        return (0...(count - subsequence.count)).contains { Array(self[$0..<($0 + subsequence.count)]) == subsequence }
+    }
+}
