@@ -173,11 +173,10 @@ struct QMPLineDecoder: ByteToMessageDecoder {
     static let maxLine = 16 << 20
 
     mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
-        guard let newline = buffer.readableBytesView.firstIndex(of: UInt8(ascii: "\n")) else {
+        guard let length = buffer.withUnsafeReadableBytes({ $0.firstIndex(of: UInt8(ascii: "\n")) }) else {
             if buffer.readableBytes > Self.maxLine { throw VMManagerError.disconnected("QMP line over \(Self.maxLine) bytes") }
             return .needMoreData
         }
-        let length = newline - buffer.readerIndex
         guard let line = buffer.readSlice(length: length) else { return .needMoreData }
         buffer.moveReaderIndex(forwardBy: 1)
         context.fireChannelRead(wrapInboundOut(line))
