@@ -2,13 +2,15 @@
 /// the same arguments, which the tests pin.
 ///
 /// The machine is `pc` with ACPI (PCI hot-plug works there), no default devices, no display,
-/// and `-no-reboot` so a guest reboot or panic ends QEMU instead of looping.
+/// and `-no-reboot` so a guest reboot or panic ends QEMU instead of looping. QEMU starts with
+/// its vCPUs stopped (`-S`): the VM manager connects QMP first, so it sees every event, then
+/// lets the guest run with `cont`.
 public enum QEMUCommandLine {
     public static let binary = "qemu-system-x86_64"
 
     public static func arguments(for d: VMDocument) -> [String] {
         var args = ["-name", "skiff-\(d.id)", "-machine", "pc", "-nodefaults", "-no-user-config",
-                    "-nographic", "-no-reboot"]
+                    "-nographic", "-no-reboot", "-S", "-pidfile", d.pidFile]
         switch d.accelerator {
         case .kvm:
             args += ["-accel", "kvm", "-cpu", "host"]
@@ -21,11 +23,13 @@ public enum QEMUCommandLine {
         args += ["-chardev", "socket,id=qmp,path=\(d.qmpSocket),server=on,wait=off", "-mon", "chardev=qmp,mode=control"]
         args += ["-chardev", "file,id=console,path=\(d.consoleLog)", "-serial", "chardev:console"]
         switch d.agentChannel {
-        case let .virtioSerial(socketPath, portName):
+        case let .virtioSerial(control, stdio):
             args += ["-device", "virtio-serial-pci,id=vser0",
-                     "-chardev", "socket,id=agent,path=\(socketPath),server=on,wait=off",
-                     "-device", "virtserialport,bus=vser0.0,chardev=agent,name=\(portName)"]
-        case let .vsock(cid, _):
+                     "-chardev", "socket,id=agent,path=\(control.socketPath),server=on,wait=off",
+                     "-device", "virtserialport,bus=vser0.0,chardev=agent,name=\(control.name)",
+                     "-chardev", "socket,id=stdio,path=\(stdio.socketPath),server=on,wait=off",
+                     "-device", "virtserialport,bus=vser0.0,chardev=stdio,name=\(stdio.name)"]
+        case let .vsock(cid, _, _):
             args += ["-device", "vhost-vsock-pci,id=vsock0,guest-cid=\(cid)"]
         }
         for index in 0..<d.scsiControllers {
@@ -35,6 +39,7 @@ public enum QEMUCommandLine {
             args += ["-fsdev", "local,id=fs0,path=\(share.hostPath),security_model=none",
                      "-device", "virtio-9p-pci,id=share0,fsdev=fs0,mount_tag=\(share.tag)"]
         }
+        if d.balloon { args += ["-device", "virtio-balloon-pci,id=balloon0,free-page-reporting=on"] }
         args += ["-device", "virtio-rng-pci"]
         return args
     }

@@ -7,8 +7,9 @@
 ///         .share(hostPath: dir + "/share", tag: "skiffshare")
 ///         .build()
 public struct VMBuilder: Sendable {
-    /// The virtio-serial port name the agent looks for in the guest.
+    /// The virtio-serial port names the agent looks for in the guest.
     public static let agentPortName = "skiff.agent"
+    public static let stdioPortName = "skiff.stdio"
 
     private var document: VMDocument
 
@@ -17,9 +18,12 @@ public struct VMBuilder: Sendable {
             id: id, memoryMiB: 256, vcpus: 1, kernel: kernel, initrd: initrd,
             kernelArguments: ["console=ttyS0", "quiet", "panic=-1", "init_on_alloc=0"],
             accelerator: .tcg, tcgTranslationCacheMiB: 64,
-            agentChannel: .virtioSerial(socketPath: stateDirectory + "/agent.sock", portName: Self.agentPortName),
+            agentChannel: .virtioSerial(
+                control: .init(socketPath: stateDirectory + "/agent.sock", name: Self.agentPortName),
+                stdio: .init(socketPath: stateDirectory + "/stdio.sock", name: Self.stdioPortName)),
             scsiControllers: 1, sharedDirectory: nil,
             consoleLog: stateDirectory + "/console.log", qmpSocket: stateDirectory + "/qmp.sock",
+            pidFile: stateDirectory + "/qemu.pid", qemuLog: stateDirectory + "/qemu.log", balloon: true,
             firmware: "/usr/share/qemu/qboot.rom")
     }
 
@@ -35,6 +39,7 @@ public struct VMBuilder: Sendable {
         with { $0.sharedDirectory = VMDocument.SharedDirectory(hostPath: hostPath, tag: tag) }
     }
     public func firmware(_ path: String?) -> VMBuilder { with { $0.firmware = path } }
+    public func balloon(_ enabled: Bool) -> VMBuilder { with { $0.balloon = enabled } }
 
     /// The document, after checking what QEMU would otherwise reject late and obscurely.
     public func build() throws(VMManagerError) -> VMDocument {
@@ -51,7 +56,7 @@ public struct VMBuilder: Sendable {
                 throw .invalidConfiguration("9p tag \(share.tag.debugDescription) must be 1 to 31 bytes without ','")
             }
         }
-        for path in [d.kernel, d.initrd, d.consoleLog, d.qmpSocket] + (d.sharedDirectory.map { [$0.hostPath] } ?? []) where path.contains(",") {
+        for path in [d.kernel, d.initrd, d.consoleLog, d.qmpSocket, d.pidFile] + (d.sharedDirectory.map { [$0.hostPath] } ?? []) where path.contains(",") {
             throw .invalidConfiguration("path \(path.debugDescription) contains ',', which QEMU options cannot carry")
         }
         return d

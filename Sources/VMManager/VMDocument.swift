@@ -8,12 +8,23 @@ public struct VMDocument: Sendable, Codable, Equatable {
         case tcg
     }
 
-    /// How the host reaches the guest agent.
+    /// A named virtio-serial port, backed on the host by a unix socket QEMU listens on.
+    public struct SerialPort: Sendable, Codable, Equatable {
+        public var socketPath: String
+        public var name: String
+        public init(socketPath: String, name: String) {
+            self.socketPath = socketPath
+            self.name = name
+        }
+    }
+
+    /// How the host reaches the guest agent: a control connection (ttrpc) and a stdio
+    /// connection (the multiplexed process streams).
     public enum AgentChannel: Sendable, Codable, Equatable {
-        /// A virtio-serial port named `portName`, backed on the host by a unix socket QEMU listens on.
-        case virtioSerial(socketPath: String, portName: String)
-        /// A vsock port at the guest's context id (where the host has /dev/vhost-vsock).
-        case vsock(guestCID: UInt32, port: UInt32)
+        /// Two virtio-serial ports.
+        case virtioSerial(control: SerialPort, stdio: SerialPort)
+        /// vsock ports at the guest's context id (where the host has /dev/vhost-vsock).
+        case vsock(guestCID: UInt32, controlPort: UInt32, stdioPort: UInt32)
     }
 
     /// A host directory exported to the guest over virtio-9p under `tag`.
@@ -44,6 +55,13 @@ public struct VMDocument: Sendable, Codable, Equatable {
     public var consoleLog: String
     /// The QMP socket QEMU listens on.
     public var qmpSocket: String
+    /// QEMU writes its pid here, so cleanup finds the process even if its starter died
+    /// before recording it.
+    public var pidFile: String
+    /// QEMU's own stdout and stderr (its error messages when it refuses to start).
+    public var qemuLog: String
+    /// A virtio-balloon device, so the guest can return free memory and be resized.
+    public var balloon: Bool
     /// Firmware image; qboot boots a kernel directly and faster than SeaBIOS.
     public var firmware: String?
 
@@ -51,7 +69,7 @@ public struct VMDocument: Sendable, Codable, Equatable {
         id: String, memoryMiB: Int, vcpus: Int, kernel: String, initrd: String,
         kernelArguments: [String], accelerator: Accelerator, tcgTranslationCacheMiB: Int?,
         agentChannel: AgentChannel, scsiControllers: Int, sharedDirectory: SharedDirectory?,
-        consoleLog: String, qmpSocket: String, firmware: String?
+        consoleLog: String, qmpSocket: String, pidFile: String, qemuLog: String, balloon: Bool, firmware: String?
     ) {
         self.id = id
         self.memoryMiB = memoryMiB
@@ -66,6 +84,9 @@ public struct VMDocument: Sendable, Codable, Equatable {
         self.sharedDirectory = sharedDirectory
         self.consoleLog = consoleLog
         self.qmpSocket = qmpSocket
+        self.pidFile = pidFile
+        self.qemuLog = qemuLog
+        self.balloon = balloon
         self.firmware = firmware
     }
 }

@@ -9,6 +9,7 @@ import Testing
         let args = QEMUCommandLine.arguments(for: try base.build())
         #expect(args == [
             "-name", "skiff-pod1", "-machine", "pc", "-nodefaults", "-no-user-config", "-nographic", "-no-reboot",
+            "-S", "-pidfile", "/run/skiff/pod1/qemu.pid",
             "-accel", "tcg,tb-size=64", "-cpu", "max",
             "-bios", "/usr/share/qemu/qboot.rom",
             "-m", "256", "-smp", "1",
@@ -18,7 +19,10 @@ import Testing
             "-device", "virtio-serial-pci,id=vser0",
             "-chardev", "socket,id=agent,path=/run/skiff/pod1/agent.sock,server=on,wait=off",
             "-device", "virtserialport,bus=vser0.0,chardev=agent,name=skiff.agent",
+            "-chardev", "socket,id=stdio,path=/run/skiff/pod1/stdio.sock,server=on,wait=off",
+            "-device", "virtserialport,bus=vser0.0,chardev=stdio,name=skiff.stdio",
             "-device", "virtio-scsi-pci,id=scsi0",
+            "-device", "virtio-balloon-pci,id=balloon0,free-page-reporting=on",
             "-device", "virtio-rng-pci",
         ])
     }
@@ -42,7 +46,7 @@ import Testing
     }
 
     @Test func vsockChannelAddsAVhostVsockDeviceInsteadOfTheSerialPort() throws {
-        let args = QEMUCommandLine.arguments(for: try base.agentChannel(.vsock(guestCID: 42, port: 1024)).build())
+        let args = QEMUCommandLine.arguments(for: try base.agentChannel(.vsock(guestCID: 42, controlPort: 1024, stdioPort: 1025)).build())
         #expect(args.contains(subsequence: ["-device", "vhost-vsock-pci,id=vsock0,guest-cid=42"]))
         #expect(!args.contains("virtio-serial-pci,id=vser0"))
     }

@@ -1,0 +1,72 @@
+/// Hot-plug primitives as plain QMP operations. The sub-controllers (SCSI, vPCI, network)
+/// decide slots and names; these only ask QEMU.
+extension QEMUVirtualMachine {
+    /// Opens a host file as a block node (`blockdev-add`, raw format).
+    public func addBlockNode(name: String, path: String, readOnly: Bool) async throws(VMManagerError) {
+        try await execute("blockdev-add", [
+            "driver": "raw", "node-name": .string(name), "read-only": .bool(readOnly),
+            "file": ["driver": "file", "filename": .string(path), "read-only": .bool(readOnly)],
+        ])
+    }
+
+    /// Removes a block node that no device uses any more (`blockdev-del`).
+    public func removeBlockNode(name: String) async throws(VMManagerError) {
+        try await execute("blockdev-del", ["node-name": .string(name)])
+    }
+
+    /// Attaches block node `node` as a SCSI disk on controller `controller` at target/LUN.
+    public func addSCSIDisk(id: String, node: String, controller: Int, target: Int, lun: Int, readOnly: Bool) async throws(VMManagerError) {
+        try await execute("device_add", [
+            "driver": "scsi-hd", "id": .string(id), "drive": .string(node),
+            "bus": .string("scsi\(controller).0"), "scsi-id": .number(Double(target)), "lun": .number(Double(lun)),
+            "read-only": .bool(readOnly),
+        ])
+    }
+
+    /// Hot-adds a PCI device of `driver` (for example `vfio-pci` with a `host` property).
+    public func addPCIDevice(id: String, driver: String, properties: [String: JSONValue] = [:]) async throws(VMManagerError) {
+        var arguments = properties
+        arguments["driver"] = .string(driver)
+        arguments["id"] = .string(id)
+        try await execute("device_add", arguments)
+    }
+
+    /// Hot-adds a virtio NIC on a tap device QEMU opens by name.
+    public func addNetworkInterface(id: String, tap: String, mac: String) async throws(VMManagerError) {
+        try await execute("netdev_add", ["type": "tap", "id": .string("net-\(id)"), "ifname": .string(tap),
+                                          "script": "no", "downscript": "no"])
+        do {
+            try await execute("device_add", ["driver": "virtio-net-pci", "id": .string(id),
+                                              "netdev": .string("net-\(id)"), "mac": .string(mac)])
+        } catch {
+            try? await execute("netdev_del", ["id": .string("net-\(id)")])
+            throw error
+        }
+    }
+
+    /// Removes a NIC added by `addNetworkInterface`, waiting for the guest to release it.
+    public func removeNetworkInterface(id: String, timeout: Duration = .seconds(10)) async throws(VMManagerError) {
+        try await removeDevice(id: id, timeout: timeout)
+        try await execute("netdev_del", ["id": .string("net-\(id)")])
+    }
+
+    /// Unplugs a device and waits for QEMU's DEVICE_DELETED (the guest let it go).
+    public func removeDevice(id: String, timeout: Duration = .seconds(10)) async throws(VMManagerError) {
+        try await execute("device_del", ["id": .string(id)])
+        try await waitForDeviceDeleted(id, timeout: timeout)
+    }
+
+    /// Asks the guest, through the balloon, to give back memory down to `bytes`.
+    public func setMemoryTarget(bytes: Int) async throws(VMManagerError) {
+        guard document.balloon else { throw .invalidConfiguration("VM \(document.id) has no balloon device") }
+        guard bytes > 0, bytes <= document.memoryMiB << 20 else {
+            throw .invalidConfiguration("memory target \(bytes) must be 1 to \(document.memoryMiB << 20) bytes")
+        }
+        try await execute("balloon", ["value": .number(Double(bytes))])
+    }
+
+    /// The guest's current memory size as the balloon sees it.
+    public func memoryActual() async throws(VMManagerError) -> Int {
+        (try await execute("query-balloon"))["actual"]?.intValue ?? 0
+    }
+}

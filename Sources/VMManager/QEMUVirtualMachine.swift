@@ -1,0 +1,143 @@
+import Foundation
+import Glibc
+
+/// One utility VM's QEMU process and its QMP connection: the host half of a VM.
+///
+/// `start` launches QEMU with its vCPUs stopped, connects QMP, then lets the guest run; `wait`
+/// returns QEMU's exit; `terminate` asks QEMU to quit and kills it if it does not; `close` drops
+/// the QMP connection. Everything the VM controller needs of QEMU beyond that (stats, memory,
+/// hot-plug) is a plain QMP operation here, in `QEMUVirtualMachine+Devices.swift`.
+public actor QEMUVirtualMachine {
+    public let document: VMDocument
+    private let binary: String
+    private var process: ChildProcess?
+    private var qmp: QMPClient?
+    private var eventTask: Task<Void, Never>?
+    private var deviceDeletedWaiters: [String: [(token: UUID, continuation: CheckedContinuation<Bool, Never>)]] = [:]
+    private var deletedDevices: Set<String> = []
+    /// Wall-clock time QEMU was started, for the controller's StartTime.
+    public private(set) var startedAt: Date?
+
+    public init(document: VMDocument, binary: String = "/usr/bin/" + QEMUCommandLine.binary) {
+        self.document = document
+        self.binary = binary
+    }
+
+    /// QEMU's pid once started.
+    public var pid: pid_t? { process?.pid }
+
+    /// Starts QEMU and lets the guest run. On failure no QEMU process is left.
+    public func start(timeout: Duration = .seconds(10)) async throws(VMManagerError) {
+        guard process == nil else { throw .invalidConfiguration("VM \(document.id) was already started") }
+        for path in [document.qmpSocket, document.pidFile] { unlink(path) }
+        let child = try ChildProcess.spawn(binary, arguments: QEMUCommandLine.arguments(for: document), outputLog: document.qemuLog)
+        process = child
+        startedAt = Date()
+        do {
+            let client = try await connectQMP(child: child, timeout: timeout)
+            qmp = client
+            eventTask = Task { [weak self] in
+                for await event in client.events { await self?.handle(event) }
+            }
+            try await client.execute("cont")
+        } catch {
+            child.signal(SIGKILL)
+            _ = await child.wait()
+            await qmp?.close()
+            qmp = nil
+            throw error
+        }
+    }
+
+    private func connectQMP(child: ChildProcess, timeout: Duration) async throws(VMManagerError) -> QMPClient {
+        let deadline = ContinuousClock.now + timeout
+        while true {
+            if let status = child.exitStatus {
+                throw .startFailed("QEMU \(status) before QMP was ready: \(tail(of: document.qemuLog))")
+            }
+            if access(document.qmpSocket, F_OK) == 0, let client = try? await QMPClient.connect(unixSocket: document.qmpSocket) {
+                return client
+            }
+            if ContinuousClock.now >= deadline {
+                throw .timedOut("QEMU's QMP socket did not answer within \(timeout): \(tail(of: document.qemuLog))")
+            }
+            try? await Task.sleep(for: .milliseconds(5))
+        }
+    }
+
+    /// Waits for QEMU to exit, for whatever reason.
+    public func wait() async throws(VMManagerError) -> ExitStatus {
+        guard let process else { throw .notRunning("VM \(document.id) was never started") }
+        return await process.wait()
+    }
+
+    /// QEMU's exit status, once it has exited.
+    public var exitStatus: ExitStatus? { process?.exitStatus }
+
+    /// Stops the VM: QMP `quit`, then SIGKILL if QEMU is still there after `grace`.
+    /// Returns QEMU's exit status. Idempotent.
+    @discardableResult
+    public func terminate(grace: Duration = .seconds(3)) async throws(VMManagerError) -> ExitStatus {
+        guard let process else { throw .notRunning("VM \(document.id) was never started") }
+        if let status = process.exitStatus { return status }
+        if let qmp { _ = try? await qmp.execute("quit") }
+        if let exited = await process.wait(timeout: grace) { return exited }
+        process.signal(SIGKILL)
+        return await process.wait()
+    }
+
+    /// Closes the QMP connection. The process is not touched.
+    public func close() async {
+        await qmp?.close()
+        qmp = nil
+        eventTask?.cancel()
+        eventTask = nil
+    }
+
+    /// Runs a QMP command; `.notRunning` when QMP is not connected.
+    @discardableResult
+    public func execute(_ command: String, _ arguments: [String: JSONValue] = [:]) async throws(VMManagerError) -> JSONValue {
+        guard let qmp else { throw .notRunning("VM \(document.id) has no QMP connection") }
+        return try await qmp.execute(command, arguments)
+    }
+
+    /// Waits until QEMU reports that the guest released device `id`.
+    func waitForDeviceDeleted(_ id: String, timeout: Duration) async throws(VMManagerError) {
+        if deletedDevices.remove(id) != nil { return }
+        let token = UUID()
+        let timer = Task { [weak self] in
+            try? await Task.sleep(for: timeout)
+            await self?.expireDeviceWaiter(id, token)
+        }
+        let released = await withCheckedContinuation { continuation in
+            deviceDeletedWaiters[id, default: []].append((token, continuation))
+        }
+        timer.cancel()
+        if !released { throw .timedOut("the guest did not release device \(id) within \(timeout)") }
+    }
+
+    private func expireDeviceWaiter(_ id: String, _ token: UUID) {
+        guard var waiters = deviceDeletedWaiters[id], let index = waiters.firstIndex(where: { $0.token == token }) else { return }
+        let waiter = waiters.remove(at: index)
+        deviceDeletedWaiters[id] = waiters.isEmpty ? nil : waiters
+        waiter.continuation.resume(returning: false)
+    }
+
+    private func handle(_ event: QMPEvent) {
+        guard event.name == "DEVICE_DELETED", let id = event.data["device"]?.stringValue else { return }
+        let waiters = deviceDeletedWaiters.removeValue(forKey: id) ?? []
+        if waiters.isEmpty { deletedDevices.insert(id) }
+        for waiter in waiters { waiter.continuation.resume(returning: true) }
+    }
+}
+
+/// The last lines of a log file, for error messages.
+func tail(of path: String, maxBytes: Int = 2048) -> String {
+    guard let handle = FileHandle(forReadingAtPath: path) else { return "(no log at \(path))" }
+    defer { try? handle.close() }
+    let size = (try? handle.seekToEnd()) ?? 0
+    try? handle.seek(toOffset: size > UInt64(maxBytes) ? size - UInt64(maxBytes) : 0)
+    let data = (try? handle.readToEnd()) ?? Data()
+    let text = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+    return text.isEmpty ? "(empty log)" : text
+}
