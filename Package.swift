@@ -10,6 +10,7 @@ let package = Package(
         .library(name: "SkiffAPI", targets: ["SkiffAPI"]),
         .library(name: "VMManager", targets: ["VMManager"]),
         .executable(name: "skiff-ttrpc-peer", targets: ["skiff-ttrpc-peer"]),
+        .executable(name: "skiff-agent", targets: ["skiff-agent"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
@@ -43,6 +44,44 @@ let package = Package(
                 "TTRPC",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ]
+        ),
+        // The guest agent's API (proto/skiff/agent), shared by the agent and the guest manager.
+        .target(
+            name: "AgentAPI",
+            dependencies: [
+                "TTRPC",
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ]
+        ),
+        // Process stdio between host and guest: many byte streams over one connection, each
+        // with credit-based flow control.
+        .target(
+            name: "StdioMux",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
+        // Linux calls Swift cannot make directly (finit_module, terminal ioctls).
+        .target(name: "CSkiffSys"),
+        // The guest agent's logic (processes, stdio pumps, mounts, modules, guest facts),
+        // kept free of Foundation so the static agent stays small; runs on a host for tests.
+        .target(
+            name: "GuestAgent",
+            dependencies: [
+                "AgentAPI", "StdioMux", "TTRPC", "CSkiffSys",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
+        .executableTarget(
+            name: "skiff-agent",
+            dependencies: [
+                "GuestAgent", "StdioMux", "TTRPC",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            path: "cmd/skiff-agent"
         ),
         // The ttrpc.peer.v1.Peer reference service and its checks, shared by the interop
         // tests and the benchmark tool.
@@ -94,6 +133,22 @@ let package = Package(
         .testTarget(
             name: "VMManagerTests",
             dependencies: ["VMManager"]
+        ),
+        .testTarget(
+            name: "StdioMuxTests",
+            dependencies: [
+                "StdioMux",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
+        .testTarget(
+            name: "GuestAgentTests",
+            dependencies: [
+                "GuestAgent", "AgentAPI", "StdioMux", "TTRPC",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
         ),
         .testTarget(
             name: "InteropTests",

@@ -3,7 +3,6 @@
 
 import SwiftProtobuf
 import TTRPC
-import SwiftProtobuf
 
 /// The server side of `ttrpc.peer.v1.Peer`: implement the methods and register the value
 /// with a `TTRPCServer`.

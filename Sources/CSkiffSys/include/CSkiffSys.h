@@ -1,0 +1,10 @@
+#ifndef CSKIFFSYS_H
+#define CSKIFFSYS_H
+/* Linux calls Swift cannot make directly (variadic syscall and ioctl). */
+int skiff_finit_module(int fd, const char *params, int flags);
+int skiff_set_window_size(int fd, unsigned short rows, unsigned short cols);
+int skiff_open_pty(int *master, char *slave_name, unsigned long slave_name_len);
+#include <spawn.h>
+int skiff_pipe_cloexec(int fds[2]);
+int skiff_spawn_addchdir(posix_spawn_file_actions_t *actions, const char *path);
+#endif

@@ -1,0 +1,147 @@
+import AgentAPI
+import Glibc
+import NIOCore
+import NIOPosix
+import StdioMux
+import Synchronization
+import TTRPC
+
+/// The agent's ttrpc service: processes, mounts, guest facts and diagnostics. Holds no VM
+/// specifics, so the tests run it on a host as well as in the guest.
+public final class AgentService: Skiff_Agent_V1_AgentService, Sendable {
+    public static let version = "skiff-agent 0.1"
+
+    private let reaper: ExitReaper
+    private let group: any EventLoopGroup
+    private let processes = Mutex<[String: GuestProcess]>([:])
+    private let mux = Mutex<StdioMux?>(nil)
+    private let startedAt = ContinuousClock.now
+    /// Modules loaded so far, reported by GuestInfo.
+    public let modules: Mutex<[String]> = Mutex([])
+
+    public init(reaper: ExitReaper, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton) {
+        self.reaper = reaper
+        self.group = group
+    }
+
+    /// Sets the stdio channel that process streams travel on (replacing a closed one).
+    public func attachStdio(_ mux: StdioMux) {
+        self.mux.withLock { $0 = mux }
+    }
+
+    public func ping(_ request: Skiff_Agent_V1_PingRequest, context: TTRPCServerContext) async throws -> Skiff_Agent_V1_PingResponse {
+        .with { $0.version = Self.version }
+    }
+
+    public func guestInfo(_ request: Skiff_Agent_V1_GuestInfoRequest, context: TTRPCServerContext) async throws -> Skiff_Agent_V1_GuestInfoResponse {
+        var info = GuestFacts.read()
+        info.agentUptimeNs = UInt64((ContinuousClock.now - startedAt).nanoseconds)
+        info.modules = modules.withLock { $0 }
+        info.agentVersion = Self.version
+        return info
+    }
+
+    public func createProcess(_ request: Skiff_Agent_V1_CreateProcessRequest, context: TTRPCServerContext) async throws -> Skiff_Agent_V1_CreateProcessResponse {
+        guard !request.id.isEmpty else { throw AgentError.invalidArgument("process id is required") }
+        let streams = [request.stdinStream, request.stdoutStream, request.stderrStream].filter { $0 != 0 }
+        guard Set(streams).count == streams.count else { throw AgentError.invalidArgument("stdio stream ids must differ") }
+        let mux = self.mux.withLock { $0 }
+        guard streams.isEmpty || mux != nil else { throw AgentError.failedPrecondition("the stdio channel is not connected") }
+        // Reserve the id before starting anything.
+        try processes.withLock { (table) throws(AgentError) in
+            guard table[request.id] == nil else { throw .alreadyExists("process \(request.id) already exists") }
+        }
+        let spec = ProcessSpec(
+            args: request.args, env: request.env, cwd: request.cwd, terminal: request.terminal,
+            stdin: request.stdinStream != 0, stdout: request.stdoutStream != 0, stderr: request.stderrStream != 0 && !request.terminal,
+            width: UInt16(clamping: request.width), height: UInt16(clamping: request.height))
+        let spawned = try ProcessSpawner.spawn(spec, reaper: reaper)
+        let process = GuestProcess(
+            id: request.id, spawned: spawned, reaper: reaper,
+            stdin: request.stdinStream != 0 ? mux?.receiver(stream: request.stdinStream) : nil,
+            stdout: request.stdoutStream != 0 ? mux?.sender(stream: request.stdoutStream) : nil,
+            stderr: request.stderrStream != 0 && !request.terminal ? mux?.sender(stream: request.stderrStream) : nil,
+            group: group)
+        let duplicate = processes.withLock { table -> Bool in
+            if table[request.id] != nil { return true }
+            table[request.id] = process
+            return false
+        }
+        if duplicate {
+            try? process.signal(SIGKILL, all: true)
+            throw AgentError.alreadyExists("process \(request.id) already exists")
+        }
+        return .with { $0.pid = UInt32(spawned.pid) }
+    }
+
+    public func signalProcess(_ request: Skiff_Agent_V1_SignalProcessRequest, context: TTRPCServerContext) async throws -> Skiff_Agent_V1_Empty {
+        let process = try lookup(request.id)
+        guard request.signal > 0, request.signal < 65 else { throw AgentError.invalidArgument("signal \(request.signal) is out of range") }
+        if process.exited != nil { throw AgentError.notFound("process \(request.id) has already exited") }
+        try process.signal(Int32(request.signal), all: request.all)
+        return .init()
+    }
+
+    public func waitProcess(_ request: Skiff_Agent_V1_WaitProcessRequest, context: TTRPCServerContext) async throws -> Skiff_Agent_V1_WaitProcessResponse {
+        let process = try lookup(request.id)
+        let exit = await process.wait()
+        return .with {
+            $0.exitStatus = UInt32(exit.status.exitCode)
+            $0.signal = UInt32(exit.status.signal)
+            $0.exitedAtNs = exit.exitedAtNs
+        }
+    }
+
+    public func resizeProcess(_ request: Skiff_Agent_V1_ResizeProcessRequest, context: TTRPCServerContext) async throws -> Skiff_Agent_V1_Empty {
+        try lookup(request.id).resize(width: UInt16(clamping: request.width), height: UInt16(clamping: request.height))
+        return .init()
+    }
+
+    public func closeStdin(_ request: Skiff_Agent_V1_CloseStdinRequest, context: TTRPCServerContext) async throws -> Skiff_Agent_V1_Empty {
+        try lookup(request.id).closeStdin()
+        return .init()
+    }
+
+    public func deleteProcess(_ request: Skiff_Agent_V1_DeleteProcessRequest, context: TTRPCServerContext) async throws -> Skiff_Agent_V1_Empty {
+        let process = try lookup(request.id)
+        guard process.exited != nil else { throw AgentError.failedPrecondition("process \(request.id) is still running") }
+        processes.withLock { _ = $0.removeValue(forKey: request.id) }
+        process.release()
+        reaper.forget(process.pid)
+        return .init()
+    }
+
+    public func mount(_ request: Skiff_Agent_V1_MountRequest, context: TTRPCServerContext) async throws -> Skiff_Agent_V1_Empty {
+        try Mounts.mount(source: request.source, target: request.target, fstype: request.fstype, options: request.options)
+        return .init()
+    }
+
+    public func unmount(_ request: Skiff_Agent_V1_UnmountRequest, context: TTRPCServerContext) async throws -> Skiff_Agent_V1_Empty {
+        try Mounts.unmount(target: request.target, detach: request.detach, remove: request.remove)
+        return .init()
+    }
+
+    public func dumpStacks(_ request: Skiff_Agent_V1_DumpStacksRequest, context: TTRPCServerContext) async throws -> Skiff_Agent_V1_DumpStacksResponse {
+        let table = processes.withLock { $0 }
+        var text = "\(Self.version), pid \(getpid()), up \(ContinuousClock.now - startedAt)\n"
+        text += "processes (\(table.count)):\n"
+        for (id, process) in table.sorted(by: { $0.key < $1.key }) {
+            let state = process.exited.map { "exited \($0.status.exitCode)" } ?? "running"
+            text += "  \(id) pid \(process.pid) \(process.terminal ? "tty " : "")\(state)\n"
+        }
+        text += ThreadDump.current()
+        return .with { $0.stacks = text }
+    }
+
+    private func lookup(_ id: String) throws(AgentError) -> GuestProcess {
+        guard let process = processes.withLock({ $0[id] }) else { throw .notFound("process \(id) not found") }
+        return process
+    }
+}
+
+extension Duration {
+    var nanoseconds: Int64 {
+        let (seconds, attoseconds) = components
+        return seconds * 1_000_000_000 + attoseconds / 1_000_000_000
+    }
+}

@@ -1,0 +1,70 @@
+import CSkiffSys
+import Glibc
+
+/// Loads kernel modules with `finit_module`, dependencies first, from the initramfs's
+/// /lib/modules/RELEASE (its modules.dep, made by depmod when the image was built).
+/// A module the kernel has built in or already loaded counts as loaded.
+public struct ModuleLoader {
+    /// What the agent needs to open its channel; loaded before it serves.
+    public static let channelModules = ["virtio_pci", "virtio_console"]
+    /// Everything else (disks, 9p shares, NICs, overlay, the balloon); loaded while serving.
+    public static let otherModules = ["virtio_scsi", "sd_mod", "9p", "9pnet_virtio", "virtio_net", "overlay", "virtio_balloon"]
+
+    private let root: String
+    private var dependencies: [String: [String]] = [:]
+    private var paths: [String: String] = [:]
+    private var loaded: Set<String> = []
+
+    public init(root: String? = nil) {
+        var names = utsname()
+        uname(&names)
+        let release = withUnsafeBytes(of: &names.release) { String(decoding: $0.prefix(while: { $0 != 0 }), as: UTF8.self) }
+        self.root = root ?? "/lib/modules/\(release)"
+        for line in (readTextFile(self.root + "/modules.dep") ?? "").split(separator: "\n") {
+            guard let colon = line.firstIndex(of: ":") else { continue }
+            let path = String(line[..<colon])
+            let name = Self.name(of: path)
+            paths[name] = path
+            dependencies[name] = line[line.index(after: colon)...].split(separator: " ").map { Self.name(of: String($0)) }
+        }
+    }
+
+    /// `kernel/fs/9p/9p.ko` → `9p`; dashes and underscores are the same to the kernel.
+    static func name(of path: String) -> String {
+        let file = path.split(separator: "/").last.map(String.init) ?? path
+        let base = file.hasSuffix(".ko") ? String(file.dropLast(3)) : file
+        return base.replacingDashes()
+    }
+
+    /// Loads `module` and its dependencies. Returns the names it loaded, in order, and the
+    /// failures (a module missing from the image is one).
+    public mutating func load(_ module: String) -> (loaded: [String], failures: [String]) {
+        let name = module.replacingDashes()
+        if loaded.contains(name) { return ([], []) }
+        guard let path = paths[name] else {
+            // Not a module in this image: built in, or absent (then its users will fail clearly).
+            loaded.insert(name)
+            return ([], [])
+        }
+        var result: (loaded: [String], failures: [String]) = ([], [])
+        for dependency in (dependencies[name] ?? []).reversed() {
+            let sub = load(dependency)
+            result.loaded += sub.loaded
+            result.failures += sub.failures
+        }
+        loaded.insert(name)
+        let fd = open(root + "/" + path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { result.failures.append("\(name): open: \(String(cString: strerror(errno)))"); return result }
+        defer { close(fd) }
+        if skiff_finit_module(fd, "", 0) == 0 || errno == EEXIST {
+            result.loaded.append(name)
+        } else {
+            result.failures.append("\(name): \(String(cString: strerror(errno)))")
+        }
+        return result
+    }
+}
+
+extension String {
+    func replacingDashes() -> String { String(map { $0 == "-" ? "_" : $0 }) }
+}

@@ -1,0 +1,126 @@
+import NIOCore
+
+/// The sending half of one stream: `send` waits for credit, so a slow receiver slows the
+/// sender down instead of growing a buffer.
+public struct MuxSender: Sendable {
+    let mux: StdioMux
+    public let stream: UInt32
+    /// Largest data frame; smaller frames interleave streams more fairly.
+    static let chunk = 64 << 10
+
+    /// Sends `buffer`, waiting for credit as needed. Throws `MuxError.reset` when the
+    /// receiver gave up on the stream, `.closed` when the connection is gone.
+    public func send(_ buffer: ByteBuffer) async throws {
+        var buffer = buffer
+        while buffer.readableBytes > 0 {
+            let allowed = try await takeCredit(upTo: min(buffer.readableBytes, Self.chunk))
+            guard let slice = buffer.readSlice(length: allowed) else { return }
+            try await mux.write(MuxFrame(stream: stream, kind: .data, payload: slice)).get()
+        }
+    }
+
+    /// Says the stream has ended. The stream's state is dropped.
+    public func finish() async throws {
+        let reset = mux.state.withLock { state -> Bool in
+            let reset = state.senders[stream]?.reset ?? false
+            state.senders[stream] = nil
+            return reset
+        }
+        if reset { return }
+        try await mux.write(MuxFrame(stream: stream, kind: .eof)).get()
+    }
+
+    private func takeCredit(upTo wanted: Int) async throws -> Int {
+        while true {
+            let taken: Int? = try mux.state.withLock { state in
+                if let closed = state.closed { throw closed }
+                var send = state.senders[stream] ?? MuxState.Send()
+                if send.reset { throw MuxError.reset }
+                guard send.credit > 0 else { return nil }
+                let n = min(send.credit, wanted)
+                send.credit -= n
+                state.senders[stream] = send
+                return n
+            }
+            if let taken { return taken }
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+                let ready: Result<Void, any Error>? = mux.state.withLock { state in
+                    if let closed = state.closed { return .failure(closed) }
+                    var send = state.senders[stream] ?? MuxState.Send()
+                    if send.reset { return .failure(MuxError.reset) }
+                    if send.credit > 0 { return .success(()) }
+                    send.waiter = continuation
+                    state.senders[stream] = send
+                    return nil
+                }
+                if let ready { continuation.resume(with: ready) }
+            }
+        }
+    }
+}
+
+/// The receiving half of one stream, as an async sequence of chunks that ends at the
+/// sender's end of stream. Each chunk taken grants the sender as many bytes again.
+public struct MuxReceiver: AsyncSequence, Sendable {
+    public typealias Element = ByteBuffer
+    let mux: StdioMux
+    public let stream: UInt32
+
+    public struct AsyncIterator: AsyncIteratorProtocol {
+        let receiver: MuxReceiver
+        public mutating func next() async throws -> ByteBuffer? { try await receiver.next() }
+    }
+
+    public func makeAsyncIterator() -> AsyncIterator { AsyncIterator(receiver: self) }
+
+    /// Stops receiving: the sender is told to stop and anything buffered is dropped.
+    public func reset() {
+        let waiter = mux.state.withLock { state -> CheckedContinuation<ByteBuffer?, any Error>? in
+            state.receivers.removeValue(forKey: stream)?.waiter
+        }
+        waiter?.resume(returning: nil)
+        mux.write(MuxFrame(stream: stream, kind: .reset))
+    }
+
+    func next() async throws -> ByteBuffer? {
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<ByteBuffer?, any Error>) in
+            let ready: Result<ByteBuffer?, any Error>? = mux.state.withLock { state in
+                guard var receive = state.receivers[stream] else {
+                    return state.closed.map { .failure($0) } ?? .success(nil)
+                }
+                if receive.head < receive.chunks.count {
+                    let chunk = receive.chunks[receive.head]
+                    receive.head += 1
+                    if receive.head == receive.chunks.count { receive.chunks.removeAll(keepingCapacity: true); receive.head = 0 }
+                    state.receivers[stream] = receive
+                    return .success(chunk)
+                }
+                if receive.eof {
+                    state.receivers[stream] = nil
+                    return .success(nil)
+                }
+                receive.waiter = continuation
+                state.receivers[stream] = receive
+                return nil
+            }
+            if let ready {
+                if case let .success(chunk?) = ready { mux.consumed(stream: stream, bytes: chunk.readableBytes) }
+                continuation.resume(with: ready)
+            }
+        }
+    }
+}
+
+extension StdioMux {
+    /// The consumer took `bytes` of `stream`: grant them to the sender again.
+    func consumed(stream: UInt32, bytes: Int) {
+        guard bytes > 0 else { return }
+        let open = state.withLock { state -> Bool in
+            guard var receive = state.receivers[stream], !receive.eof else { return false }
+            receive.granted += bytes
+            state.receivers[stream] = receive
+            return true
+        }
+        if open { write(.credit(stream: stream, bytes: bytes)) }
+    }
+}

@@ -1,0 +1,182 @@
+import NIOCore
+import NIOPosix
+import Synchronization
+
+/// Many byte streams over one connection (the `skiff.stdio` channel between the shim and the
+/// guest agent), each with its own credit-based flow control, so a process whose reader is
+/// slow stops only itself: the sender sends no more than the receiver has granted, and the
+/// receiver grants more only as its consumer takes bytes.
+///
+/// Stream ids are chosen by the host and named in the agent request that uses them. Either
+/// side may send on a stream (`sender(stream:)`) or receive on one (`receiver(stream:window:)`,
+/// which grants the first `window` bytes).
+public final class StdioMux: Sendable {
+    private let channel: any Channel
+    let state: Mutex<MuxState>
+
+    init(channel: any Channel) {
+        self.channel = channel
+        self.state = Mutex(MuxState())
+    }
+
+    /// Adds the frame codec to `channel` and returns the multiplexer over it.
+    public static func attach(to channel: any Channel) async throws -> StdioMux {
+        let mux = StdioMux(channel: channel)
+        try await channel.eventLoop.submit {
+            try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(MuxFrameDecoder()))
+            try channel.pipeline.syncOperations.addHandler(MuxInboundHandler(mux: mux))
+        }.get()
+        return mux
+    }
+
+    /// Connects to a unix socket (QEMU's end of the stdio port) and multiplexes over it.
+    public static func connect(unixSocket path: String, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton) async throws -> StdioMux {
+        let channel = try await ClientBootstrap(group: group).connect(unixDomainSocketPath: path).get()
+        return try await attach(to: channel)
+    }
+
+    /// The sending half of `stream`.
+    public func sender(stream: UInt32) -> MuxSender { MuxSender(mux: self, stream: stream) }
+
+    /// Starts receiving `stream`, granting the sender `window` bytes up front.
+    public func receiver(stream: UInt32, window: Int = 256 << 10) -> MuxReceiver {
+        state.withLock { $0.receivers[stream] = MuxState.Receive(granted: window) }
+        write(.credit(stream: stream, bytes: window))
+        return MuxReceiver(mux: self, stream: stream)
+    }
+
+    /// Closes the connection; every stream fails with `MuxError.closed`.
+    public func close() async {
+        try? await channel.close()
+    }
+
+    /// Completes when the connection has closed.
+    public func waitClosed() async {
+        try? await channel.closeFuture.get()
+    }
+
+    @discardableResult
+    func write(_ frame: MuxFrame) -> EventLoopFuture<Void> {
+        var buffer = channel.allocator.buffer(capacity: MuxFrame.headerLength + frame.payload.readableBytes)
+        frame.encode(into: &buffer)
+        return channel.writeAndFlush(buffer)
+    }
+
+    func closeForViolation(_ error: MuxError) {
+        failAll(error)
+        channel.close(promise: nil)
+    }
+
+    func failAll(_ error: MuxError) {
+        let (senders, receivers) = state.withLock { state -> ([CheckedContinuation<Void, any Error>], [CheckedContinuation<ByteBuffer?, any Error>]) in
+            if state.closed == nil { state.closed = error }
+            let s = state.senders.values.compactMap(\.waiter)
+            let r = state.receivers.values.compactMap(\.waiter)
+            state.senders.removeAll()
+            state.receivers.removeAll()
+            return (s, r)
+        }
+        for waiter in senders { waiter.resume(throwing: error) }
+        for waiter in receivers { waiter.resume(throwing: error) }
+    }
+}
+
+/// The bookkeeping of every stream on one connection.
+struct MuxState {
+    struct Send {
+        var credit = 0
+        var reset = false
+        var waiter: CheckedContinuation<Void, any Error>?
+    }
+
+    struct Receive {
+        var chunks: [ByteBuffer] = []
+        var head = 0
+        var eof = false
+        /// Bytes the sender may still send: granted and not yet received.
+        var granted: Int
+        var waiter: CheckedContinuation<ByteBuffer?, any Error>?
+    }
+
+    var senders: [UInt32: Send] = [:]
+    var receivers: [UInt32: Receive] = [:]
+    var closed: MuxError?
+}
+
+/// Routes incoming frames to the streams' state.
+final class MuxInboundHandler: ChannelInboundHandler, Sendable {
+    typealias InboundIn = MuxFrame
+    private let mux: StdioMux
+
+    init(mux: StdioMux) { self.mux = mux }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let frame = unwrapInboundIn(data)
+        switch frame.kind {
+        case .credit:
+            let bytes = Int(frame.payload.getInteger(at: frame.payload.readerIndex, as: UInt32.self) ?? 0)
+            let waiter = mux.state.withLock { state -> CheckedContinuation<Void, any Error>? in
+                var send = state.senders[frame.stream] ?? MuxState.Send()
+                send.credit += bytes
+                let waiter = send.waiter
+                send.waiter = nil
+                state.senders[frame.stream] = send
+                return waiter
+            }
+            waiter?.resume()
+        case .reset:
+            let waiter = mux.state.withLock { state -> CheckedContinuation<Void, any Error>? in
+                var send = state.senders[frame.stream] ?? MuxState.Send()
+                send.reset = true
+                let waiter = send.waiter
+                send.waiter = nil
+                state.senders[frame.stream] = send
+                return waiter
+            }
+            waiter?.resume(throwing: MuxError.reset)
+        case .data, .eof:
+            var violation: MuxError?
+            let delivery = mux.state.withLock { state -> (CheckedContinuation<ByteBuffer?, any Error>, ByteBuffer?)? in
+                // Data for a stream nobody receives (any more) was in flight when it was reset.
+                guard var receive = state.receivers[frame.stream] else { return nil }
+                if frame.kind == .data {
+                    guard frame.payload.readableBytes <= receive.granted else {
+                        violation = .protocolViolation("stream \(frame.stream) sent \(frame.payload.readableBytes) bytes with \(receive.granted) granted")
+                        return nil
+                    }
+                    receive.granted -= frame.payload.readableBytes
+                } else {
+                    receive.eof = true
+                }
+                guard let waiter = receive.waiter else {
+                    if frame.kind == .data, frame.payload.readableBytes > 0 { receive.chunks.append(frame.payload) }
+                    state.receivers[frame.stream] = receive
+                    return nil
+                }
+                receive.waiter = nil
+                if frame.kind == .eof {
+                    // A waiting consumer has taken everything before: the stream is over.
+                    state.receivers[frame.stream] = nil
+                    return (waiter, nil)
+                }
+                state.receivers[frame.stream] = receive
+                return (waiter, frame.payload)
+            }
+            if let violation { mux.closeForViolation(violation); return }
+            if let (waiter, chunk) = delivery {
+                if let chunk { mux.consumed(stream: frame.stream, bytes: chunk.readableBytes) }
+                waiter.resume(returning: chunk)
+            }
+        }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        mux.failAll(.closed)
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        mux.failAll(error as? MuxError ?? .closed)
+        context.close(promise: nil)
+    }
+}

@@ -1,0 +1,64 @@
+import Glibc
+import GuestAgent
+
+/// What PID 1 must do before anything else: the filesystems a Linux userland expects.
+enum GuestInit {
+    static func mountFilesystems() {
+        let mounts: [(source: String, target: String, type: String, flags: Int, data: String?)] = [
+            ("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nil),
+            ("sysfs", "/sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, nil),
+            ("devtmpfs", "/dev", "devtmpfs", MS_NOSUID, "mode=0755"),
+            ("devpts", "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620"),
+            ("shm", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777"),
+            ("cgroup2", "/sys/fs/cgroup", "cgroup2", MS_NOSUID | MS_NODEV | MS_NOEXEC, nil),
+            ("tmpfs", "/run", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755"),
+            ("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777"),
+        ]
+        for m in mounts {
+            mkdir(m.target, 0o755)
+            if mount(m.source, m.target, m.type, UInt(m.flags), m.data) != 0, errno != EBUSY {
+                log("mount \(m.target): \(String(cString: strerror(errno)))")
+            }
+        }
+        // /dev/ptmx must be the devpts instance's multiplexer.
+        unlink("/dev/ptmx")
+        symlink("pts/ptmx", "/dev/ptmx")
+        symlink("/proc/self/fd", "/dev/fd")
+        setenv("PATH", ProcessSpawner.defaultPath, 1)
+        setenv("HOME", "/root", 1)
+    }
+
+    /// Finds the device node of the virtio-serial port called `name`, waiting for it to appear.
+    static func findPort(named name: String, timeout: Duration = .seconds(10)) -> String? {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            if let dir = opendir("/sys/class/virtio-ports") {
+                defer { closedir(dir) }
+                while let entry = readdir(dir) {
+                    let port = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix(while: { $0 != 0 }), as: UTF8.self) }
+                    guard port.hasPrefix("vport") else { continue }
+                    let portName = readLine(path: "/sys/class/virtio-ports/\(port)/name")
+                    if portName == name, access("/dev/\(port)", F_OK) == 0 { return "/dev/\(port)" }
+                }
+            }
+            usleep(2_000)
+        }
+        return nil
+    }
+
+    private static func readLine(path: String) -> String? {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var buffer = [UInt8](repeating: 0, count: 256)
+        let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+        guard n > 0 else { return nil }
+        return String(decoding: buffer[0..<n].prefix(while: { $0 != 0x0a }), as: UTF8.self)
+    }
+}
+
+/// Logs to the console (stderr), which the host captures into the VM's console log.
+func log(_ message: String) {
+    let line = "skiff-agent: \(message)\n"
+    _ = line.withCString { write(2, $0, strlen($0)) }
+}

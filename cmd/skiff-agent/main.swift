@@ -1,0 +1,88 @@
+import Glibc
+import GuestAgent
+import NIOCore
+import NIOPosix
+import StdioMux
+import TTRPC
+
+// skiff-agent: PID 1 of the utility VM. Mounts the basic filesystems, loads the channel's
+// modules, serves the agent API on the `skiff.agent` port and process stdio on the
+// `skiff.stdio` port, and loads the remaining modules meanwhile.
+//
+// For tests on a host: `skiff-agent --control PATH --stdio PATH` serves on two existing
+// device or socket paths (opened read-write), without the PID 1 setup.
+
+let arguments = Array(CommandLine.arguments.dropFirst())
+func option(_ name: String) -> String? {
+    guard let index = arguments.firstIndex(of: name), index + 1 < arguments.count else { return nil }
+    return arguments[index + 1]
+}
+if arguments.contains("--version") {
+    print(AgentService.version)
+    exit(0)
+}
+
+let isInit = getpid() == 1
+let reaper = ExitReaper(mode: isInit ? .allChildren : .ownChildren)
+let service = AgentService(reaper: reaper)
+
+if isInit {
+    GuestInit.mountFilesystems()
+    var loader = ModuleLoader()
+    var loaded: [String] = []
+    for module in ModuleLoader.channelModules {
+        let result = loader.load(module)
+        loaded += result.loaded
+        result.failures.forEach { log("module \($0)") }
+    }
+    service.modules.withLock { $0 = loaded }
+    // The rest load while the agent serves.
+    Task.detached { [loader] in
+        var loader = loader
+        for module in ModuleLoader.otherModules {
+            let result = loader.load(module)
+            service.modules.withLock { $0 += result.loaded }
+            result.failures.forEach { log("module \($0)") }
+        }
+    }
+}
+
+guard let controlPath = option("--control") ?? GuestInit.findPort(named: "skiff.agent") else {
+    log("no skiff.agent port")
+    exit(1)
+}
+let stdioPath = option("--stdio") ?? GuestInit.findPort(named: "skiff.stdio", timeout: .seconds(1))
+
+/// Opens `path` and runs `serve` on a channel over it, again whenever the other side goes away
+/// (a virtio-serial port reads end of file while the host has no connection).
+func serveForever(path: String, _ serve: @escaping @Sendable (any Channel) async throws -> Void) async {
+    while true {
+        let fd = open(path, O_RDWR | O_CLOEXEC | O_NOCTTY)
+        if fd < 0 {
+            log("open \(path): \(String(cString: strerror(errno)))")
+            try? await Task.sleep(for: .milliseconds(100))
+            continue
+        }
+        do {
+            let channel = try await NIOPipeBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+                .takingOwnershipOfDescriptor(inputOutput: fd).get()
+            try await serve(channel)
+            try await channel.closeFuture.get()
+        } catch {
+            log("\(path): \(error)")
+        }
+        try? await Task.sleep(for: .milliseconds(10))
+    }
+}
+
+let server = TTRPCServer(services: [service])
+await withTaskGroup(of: Void.self) { group in
+    group.addTask {
+        await serveForever(path: controlPath) { channel in try await server.serve(on: channel) }
+    }
+    if let stdioPath {
+        group.addTask {
+            await serveForever(path: stdioPath) { channel in service.attachStdio(try await StdioMux.attach(to: channel)) }
+        }
+    }
+}
