@@ -74,6 +74,25 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]
         ),
+        // The host's client of a VM's guest agent: connecting while the VM boots, the agent
+        // API and process stdio.
+        .target(
+            name: "GuestManager",
+            dependencies: [
+                "AgentAPI", "StdioMux", "TTRPC",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
+        // One utility VM's state machine over the VM manager and the guest manager, and its
+        // Plan9 sub-controller; handles file and cleanup.
+        .target(
+            name: "VMController",
+            dependencies: [
+                "VMManager", "GuestManager", "TTRPC",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         .executableTarget(
             name: "skiff-agent",
             dependencies: [
@@ -133,6 +152,10 @@ let package = Package(
         .testTarget(
             name: "VMManagerTests",
             dependencies: ["VMManager"]
+        ),
+        .testTarget(
+            name: "VMControllerTests",
+            dependencies: ["VMController", "VMManager", "GuestManager", "AgentAPI"]
         ),
         .testTarget(
             name: "StdioMuxTests",

@@ -5,6 +5,11 @@ import Glibc
 public struct VMHostStats: Sendable, Equatable {
     public var residentBytes: Int
     public var cpuTime: Duration
+
+    public init(residentBytes: Int, cpuTime: Duration) {
+        self.residentBytes = residentBytes
+        self.cpuTime = cpuTime
+    }
 }
 
 extension QEMUVirtualMachine {

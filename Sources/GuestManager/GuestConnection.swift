@@ -1,0 +1,112 @@
+import AgentAPI
+import Foundation
+import NIOCore
+import NIOPosix
+import StdioMux
+import Synchronization
+import TTRPC
+
+/// The host's connection to one VM's guest agent: the agent API client (control channel)
+/// and the multiplexed process stdio (stdio channel).
+///
+/// `connect` is how a booting VM is awaited: it connects to QEMU's ends of the two ports and
+/// sends a Ping that the agent answers as soon as it serves. It gives up with the tail of the
+/// console log when the boot takes longer than the timeout or the VM exits first.
+public final class GuestConnection: Sendable {
+    public let agent: Skiff_Agent_V1_AgentClient
+    public let stdio: StdioMux
+    private let streamIDs = Mutex<UInt32>(1)
+
+    init(agent: Skiff_Agent_V1_AgentClient, stdio: StdioMux) {
+        self.agent = agent
+        self.stdio = stdio
+    }
+
+    /// What `connect` needs to know about the VM while it waits.
+    public struct BootWatch: Sendable {
+        /// The console log, whose tail explains a failed boot.
+        public var consoleLog: String
+        /// How the VM ended, if it has; polled while waiting.
+        public var vmExit: @Sendable () async -> String?
+
+        public init(consoleLog: String, vmExit: @escaping @Sendable () async -> String?) {
+            self.consoleLog = consoleLog
+            self.vmExit = vmExit
+        }
+    }
+
+    /// Connects to the agent's control and stdio sockets and waits until the agent answers.
+    public static func connect(
+        controlSocket: String, stdioSocket: String, timeout: Duration, watch: BootWatch
+    ) async throws(GuestManagerError) -> GuestConnection {
+        let deadline = ContinuousClock.now + timeout
+        do {
+            return try await withThrowingTaskGroup(of: GuestConnection?.self) { group in
+                group.addTask {
+                    let client = try await TTRPCClient.connect(unixSocket: controlSocket)
+                    let stdio: StdioMux
+                    do {
+                        stdio = try await StdioMux.connect(unixSocket: stdioSocket)
+                    } catch {
+                        await client.close()
+                        throw error
+                    }
+                    let agent = Skiff_Agent_V1_AgentClient(client)
+                    do {
+                        _ = try await agent.ping(.init(), options: TTRPCCallOptions(timeout: deadline - ContinuousClock.now))
+                    } catch {
+                        await client.close()
+                        await stdio.close()
+                        throw error
+                    }
+                    return GuestConnection(agent: agent, stdio: stdio)
+                }
+                group.addTask {
+                    while ContinuousClock.now < deadline {
+                        if let how = await watch.vmExit() {
+                            throw GuestManagerError.vmExitedDuringBoot(how, console: consoleTail(watch.consoleLog))
+                        }
+                        try await Task.sleep(for: .milliseconds(20))
+                    }
+                    throw GuestManagerError.bootTimedOut(after: timeout, console: consoleTail(watch.consoleLog))
+                }
+                defer { group.cancelAll() }
+                guard let first = try await group.next(), let connection = first else {
+                    throw GuestManagerError.disconnected("no answer")
+                }
+                return connection
+            }
+        } catch let error as GuestManagerError {
+            throw error
+        } catch let status as TTRPCStatus where status.code == .deadlineExceeded {
+            throw .bootTimedOut(after: timeout, console: consoleTail(watch.consoleLog))
+        } catch {
+            throw .disconnected("\(error)")
+        }
+    }
+
+    /// A fresh stream id for a process's stdio.
+    public func nextStreamID() -> UInt32 {
+        streamIDs.withLock { id in
+            defer { id += 1 }
+            return id
+        }
+    }
+
+    /// Closes both channels; calls in flight fail.
+    public func close() async {
+        await agent.client.close()
+        await stdio.close()
+    }
+}
+
+/// The last lines of the console log, for boot errors.
+func consoleTail(_ path: String, maxBytes: Int = 3000) -> String {
+    guard let handle = FileHandle(forReadingAtPath: path) else { return "(no console log at \(path))" }
+    defer { try? handle.close() }
+    let size = (try? handle.seekToEnd()) ?? 0
+    try? handle.seek(toOffset: size > UInt64(maxBytes) ? size - UInt64(maxBytes) : 0)
+    let text = String(decoding: (try? handle.readToEnd()) ?? Data(), as: UTF8.self)
+    let trimmed = text.trimmingCharacters(in: .whitespacesAndNewlines)
+    return trimmed.isEmpty ? "(the console log is empty)" : trimmed
+}

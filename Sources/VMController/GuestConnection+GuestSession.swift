@@ -1,0 +1,43 @@
+import GuestManager
+import VMManager
+
+extension GuestConnection: GuestSession {
+    public func run(_ args: [String], id: String, stdin: [UInt8]) async throws -> GuestCommandResult {
+        let result: CommandResult = try await run(args, id: id, stdin: stdin)
+        return GuestCommandResult(exitStatus: result.exitStatus, stdout: result.stdout, stderr: result.stderr)
+    }
+
+    public func dumpStacks() async throws -> String {
+        try await agent.dumpStacks(.init()).stacks
+    }
+
+    public func mount(source: String, target: String, fstype: String, options: [String]) async throws {
+        _ = try await agent.mount(.with {
+            $0.source = source
+            $0.target = target
+            $0.fstype = fstype
+            $0.options = options
+        })
+    }
+
+    public func unmount(target: String) async throws {
+        _ = try await agent.unmount(.with {
+            $0.target = target
+            $0.remove = true
+        })
+    }
+}
+
+/// Connects through the VM's virtio-serial (or vsock) sockets, as `QEMUCommandLine` laid them out.
+public struct AgentSocketConnector: GuestAgentConnector {
+    public init() {}
+
+    public func connect(document: VMDocument, timeout: Duration, vmExit: @escaping @Sendable () async -> String?) async throws -> any GuestSession {
+        guard case let .virtioSerial(control, stdio) = document.agentChannel else {
+            throw VMControllerError.invalidArgument("vsock agent channels are not supported on this host")
+        }
+        return try await GuestConnection.connect(
+            controlSocket: control.socketPath, stdioSocket: stdio.socketPath, timeout: timeout,
+            watch: .init(consoleLog: document.consoleLog, vmExit: vmExit))
+    }
+}

@@ -1,0 +1,10 @@
+import Glibc
+import VMManager
+
+extension QEMUVirtualMachine: VMHost {
+    public func terminate() async throws -> ExitStatus {
+        try await terminate(grace: .seconds(3))
+    }
+
+    public var processID: pid_t? { pid }
+}

@@ -1,0 +1,46 @@
+import Glibc
+import VMManager
+
+/// What the VM controller needs of a VM's host side; `QEMUVirtualMachine` provides it, and
+/// tests substitute fakes that fail on demand.
+public protocol VMHost: Sendable {
+    func start(timeout: Duration) async throws
+    /// Returns when the VM process has exited.
+    func wait() async throws -> ExitStatus
+    /// Stops the VM process (gracefully, then by force).
+    func terminate() async throws -> ExitStatus
+    /// Drops the control connection (QMP).
+    func close() async
+    func hostStats() async throws -> VMHostStats
+    func setMemoryTarget(bytes: Int) async throws
+    var processID: pid_t? { get async }
+}
+
+/// Connects to the guest agent of a booting VM.
+public protocol GuestAgentConnector: Sendable {
+    func connect(document: VMDocument, timeout: Duration, vmExit: @escaping @Sendable () async -> String?) async throws -> any GuestSession
+}
+
+/// What the controller (and its Plan9 sub-controller) asks of a connected guest agent.
+public protocol GuestSession: Plan9Guest {
+    func run(_ args: [String], id: String, stdin: [UInt8]) async throws -> GuestCommandResult
+    func dumpStacks() async throws -> String
+    func close() async throws
+}
+
+/// How a command run in the VM ended and what it printed.
+public struct GuestCommandResult: Sendable, Equatable {
+    public var exitStatus: UInt32
+    public var stdout: [UInt8]
+    public var stderr: [UInt8]
+    public init(exitStatus: UInt32, stdout: [UInt8], stderr: [UInt8]) {
+        self.exitStatus = exitStatus
+        self.stdout = stdout
+        self.stderr = stderr
+    }
+}
+
+/// What the controller reports in Stats.
+public struct VMStats: Sendable, Equatable {
+    public var host: VMHostStats
+}
