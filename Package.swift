@@ -1,4 +1,4 @@
-// swift-tools-version: 6.0
+// swift-tools-version: 6.1
 import PackageDescription
 
 let package = Package(
@@ -14,7 +14,9 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
-        .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
+        // No default traits: BinaryDelimitedStreams would pull all of Foundation (and ICU) into
+        // the static guest agent.
+        .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0", traits: []),
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
     ],
@@ -70,9 +72,13 @@ let package = Package(
             name: "GuestAgent",
             dependencies: [
                 "AgentAPI", "StdioMux", "TTRPC", "CSkiffSys",
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
-            ]
+            ],
+            // Only what a file imports is visible: a stray Foundation string method would
+            // otherwise link all of Foundation and ICU (some 50 MB) into the static agent.
+            swiftSettings: [.enableUpcomingFeature("MemberImportVisibility")]
         ),
         // The host's client of a VM's guest agent: connecting while the VM boots, the agent
         // API and process stdio.
@@ -100,7 +106,8 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ],
-            path: "cmd/skiff-agent"
+            path: "cmd/skiff-agent",
+            swiftSettings: [.enableUpcomingFeature("MemberImportVisibility")]
         ),
         // The ttrpc.peer.v1.Peer reference service and its checks, shared by the interop
         // tests and the benchmark tool.
@@ -156,6 +163,10 @@ let package = Package(
         .testTarget(
             name: "VMControllerTests",
             dependencies: ["VMController", "VMManager", "GuestManager", "AgentAPI"]
+        ),
+        .testTarget(
+            name: "VMIntegrationTests",
+            dependencies: ["VMController", "VMManager"]
         ),
         .testTarget(
             name: "StdioMuxTests",

@@ -4,6 +4,7 @@ import NIOCore
 import NIOPosix
 import StdioMux
 import Synchronization
+import SwiftProtobuf
 import TTRPC
 
 /// The agent's ttrpc service: processes, mounts, guest facts and diagnostics. Holds no VM

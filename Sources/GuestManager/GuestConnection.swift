@@ -81,7 +81,16 @@ public final class GuestConnection: Sendable {
         } catch let status as TTRPCStatus where status.code == .deadlineExceeded {
             throw .bootTimedOut(after: timeout, console: consoleTail(watch.consoleLog))
         } catch {
-            throw .disconnected("\(error)")
+            // A connection dropped during boot usually means QEMU went away: say so once its
+            // exit is known, with the console that tells why.
+            let settle = ContinuousClock.now + .seconds(2)
+            while ContinuousClock.now < settle {
+                if let how = await watch.vmExit() {
+                    throw .vmExitedDuringBoot(how, console: consoleTail(watch.consoleLog))
+                }
+                try? await Task.sleep(for: .milliseconds(20))
+            }
+            throw .disconnected("\(error); console log ends with:\n\(consoleTail(watch.consoleLog))")
         }
     }
 

@@ -16,6 +16,7 @@ enum GuestInit {
         ]
         for m in mounts {
             mkdir(m.target, 0o755)
+            if isMountPoint(m.target) { continue }
             if mount(m.source, m.target, m.type, UInt(m.flags), m.data) != 0, errno != EBUSY {
                 log("mount \(m.target): \(String(cString: strerror(errno)))")
             }
@@ -26,6 +27,13 @@ enum GuestInit {
         symlink("/proc/self/fd", "/dev/fd")
         setenv("PATH", ProcessSpawner.defaultPath, 1)
         setenv("HOME", "/root", 1)
+    }
+
+    /// Whether something is mounted on `path` (it sits on another device than its parent).
+    static func isMountPoint(_ path: String) -> Bool {
+        var own = stat(), parent = stat()
+        guard stat(path, &own) == 0, stat(path + "/..", &parent) == 0 else { return false }
+        return own.st_dev != parent.st_dev
     }
 
     /// Finds the device node of the virtio-serial port called `name`, waiting for it to appear.

@@ -3,6 +3,7 @@ import GuestAgent
 import NIOCore
 import NIOPosix
 import StdioMux
+import Synchronization
 import TTRPC
 
 // skiff-agent: PID 1 of the utility VM. Mounts the basic filesystems, loads the channel's
