@@ -109,6 +109,12 @@ let package = Package(
             path: "cmd/skiff-agent",
             swiftSettings: [.enableUpcomingFeature("MemberImportVisibility")]
         ),
+        // Benchmarks that need Swift (bench/run boot).
+        .executableTarget(
+            name: "skiff-bench",
+            dependencies: ["VMController", "VMManager", "GuestManager"],
+            path: "bench/skiff-bench"
+        ),
         // The ttrpc.peer.v1.Peer reference service and its checks, shared by the interop
         // tests and the benchmark tool.
         .target(

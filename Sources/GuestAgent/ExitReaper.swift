@@ -116,7 +116,7 @@ public struct WaitStatus: Sendable, Equatable {
 }
 
 /// Runs `body` on a new detached thread.
-func startThread(_ body: @escaping @Sendable () -> Void) {
+public func startThread(_ body: @escaping @Sendable () -> Void) {
     final class Box: @unchecked Sendable {
         let body: @Sendable () -> Void
         init(_ body: @escaping @Sendable () -> Void) { self.body = body }

@@ -4,7 +4,7 @@ import Glibc
 /// Loads kernel modules with `finit_module`, dependencies first, from the initramfs's
 /// /lib/modules/RELEASE (its modules.dep, made by depmod when the image was built).
 /// A module the kernel has built in or already loaded counts as loaded.
-public struct ModuleLoader {
+public struct ModuleLoader: Sendable {
     /// What the agent needs to open its channel; loaded before it serves.
     public static let channelModules = ["virtio_pci", "virtio_console"]
     /// Everything else (disks, 9p shares, NICs, overlay, the balloon); loaded while serving.

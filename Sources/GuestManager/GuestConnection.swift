@@ -26,11 +26,15 @@ public final class GuestConnection: Sendable {
     public struct BootWatch: Sendable {
         /// The console log, whose tail explains a failed boot.
         public var consoleLog: String
+        /// Returns once the guest has opened the channels: data sent before is thrown away.
+        public var channelsOpen: @Sendable () async throws -> Void
         /// How the VM ended, if it has; polled while waiting.
         public var vmExit: @Sendable () async -> String?
 
-        public init(consoleLog: String, vmExit: @escaping @Sendable () async -> String?) {
+        public init(consoleLog: String, channelsOpen: @escaping @Sendable () async throws -> Void = {},
+                    vmExit: @escaping @Sendable () async -> String?) {
             self.consoleLog = consoleLog
+            self.channelsOpen = channelsOpen
             self.vmExit = vmExit
         }
     }
@@ -53,7 +57,8 @@ public final class GuestConnection: Sendable {
                     }
                     let agent = Skiff_Agent_V1_AgentClient(client)
                     do {
-                        _ = try await agent.ping(.init(), options: TTRPCCallOptions(timeout: deadline - ContinuousClock.now))
+                        try await watch.channelsOpen()
+                        try await pingUntilAnswered(agent, deadline: deadline)
                     } catch {
                         await client.close()
                         await stdio.close()
@@ -91,6 +96,20 @@ public final class GuestConnection: Sendable {
                 try? await Task.sleep(for: .milliseconds(20))
             }
             throw .disconnected("\(error); console log ends with:\n\(consoleTail(watch.consoleLog))")
+        }
+    }
+
+    /// Pings until one is answered: every attempt is a fresh request with a short deadline, so
+    /// one that the booting guest never saw (the port was not open yet) costs a second at most.
+    static func pingUntilAnswered(_ agent: Skiff_Agent_V1_AgentClient, deadline: ContinuousClock.Instant) async throws {
+        while true {
+            let attempt = min(Duration.seconds(1), deadline - ContinuousClock.now)
+            do {
+                _ = try await agent.ping(.init(), options: TTRPCCallOptions(timeout: attempt))
+                return
+            } catch let status as TTRPCStatus where status.code == .deadlineExceeded && ContinuousClock.now < deadline {
+                continue
+            }
         }
     }
 

@@ -132,9 +132,10 @@ public actor VMController {
             startTime = Date()
             watchExit(of: host)
             do {
-                let guest = try await connector.connect(document: document, timeout: bootTimeout) { [weak self] in
-                    await self?.exitDescription()
-                }
+                let guest = try await connector.connect(
+                    document: document, timeout: bootTimeout,
+                    channelsOpen: { try await host.waitForAgentPorts(timeout: bootTimeout) },
+                    vmExit: { [weak self] in await self?.exitDescription() })
                 self.guest = guest
                 await plan9?.attach(guest: guest)
             } catch {

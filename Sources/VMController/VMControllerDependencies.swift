@@ -14,11 +14,14 @@ public protocol VMHost: Sendable {
     func hostStats() async throws -> VMHostStats
     func setMemoryTarget(bytes: Int) async throws
     var processID: pid_t? { get async }
+    /// Returns once the guest has opened the agent's channels (or the VM has exited).
+    func waitForAgentPorts(timeout: Duration) async throws
 }
 
 /// Connects to the guest agent of a booting VM.
 public protocol GuestAgentConnector: Sendable {
-    func connect(document: VMDocument, timeout: Duration, vmExit: @escaping @Sendable () async -> String?) async throws -> any GuestSession
+    func connect(document: VMDocument, timeout: Duration, channelsOpen: @escaping @Sendable () async throws -> Void,
+                 vmExit: @escaping @Sendable () async -> String?) async throws -> any GuestSession
 }
 
 /// What the controller (and its Plan9 sub-controller) asks of a connected guest agent.

@@ -7,6 +7,9 @@
 /// lets the guest run with `cont`.
 public enum QEMUCommandLine {
     public static let binary = "qemu-system-x86_64"
+    /// Device ids of the agent's two serial ports, named in QEMU's VSERPORT_CHANGE events.
+    public static let agentPortID = "agentport"
+    public static let stdioPortID = "stdioport"
 
     public static func arguments(for d: VMDocument) -> [String] {
         var args = ["-name", "skiff-\(d.id)", "-machine", "pc", "-nodefaults", "-no-user-config",
@@ -26,9 +29,9 @@ public enum QEMUCommandLine {
         case let .virtioSerial(control, stdio):
             args += ["-device", "virtio-serial-pci,id=vser0",
                      "-chardev", "socket,id=agent,path=\(control.socketPath),server=on,wait=off",
-                     "-device", "virtserialport,bus=vser0.0,chardev=agent,name=\(control.name)",
+                     "-device", "virtserialport,bus=vser0.0,chardev=agent,id=\(agentPortID),name=\(control.name)",
                      "-chardev", "socket,id=stdio,path=\(stdio.socketPath),server=on,wait=off",
-                     "-device", "virtserialport,bus=vser0.0,chardev=stdio,name=\(stdio.name)"]
+                     "-device", "virtserialport,bus=vser0.0,chardev=stdio,id=\(stdioPortID),name=\(stdio.name)"]
         case let .vsock(cid, _, _):
             args += ["-device", "vhost-vsock-pci,id=vsock0,guest-cid=\(cid)"]
         }

@@ -15,11 +15,11 @@ extension QEMUVirtualMachine {
     }
 
     /// Attaches block node `node` as a SCSI disk on controller `controller` at target/LUN.
-    public func addSCSIDisk(id: String, node: String, controller: Int, target: Int, lun: Int, readOnly: Bool) async throws(VMManagerError) {
+    /// A read-only node gives a write-protected disk.
+    public func addSCSIDisk(id: String, node: String, controller: Int, target: Int, lun: Int) async throws(VMManagerError) {
         try await execute("device_add", [
             "driver": "scsi-hd", "id": .string(id), "drive": .string(node),
             "bus": .string("scsi\(controller).0"), "scsi-id": .number(Double(target)), "lun": .number(Double(lun)),
-            "read-only": .bool(readOnly),
         ])
     }
 

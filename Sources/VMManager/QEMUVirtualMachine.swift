@@ -15,6 +15,9 @@ public actor QEMUVirtualMachine {
     private var eventTask: Task<Void, Never>?
     private var deviceDeletedWaiters: [String: [(token: UUID, continuation: CheckedContinuation<Bool, Never>)]] = [:]
     private var deletedDevices: Set<String> = []
+    /// Serial ports the guest has open (from VSERPORT_CHANGE), and who waits for them.
+    private var openPorts: Set<String> = []
+    private var portWaiters: [CheckedContinuation<Void, Never>] = []
     /// Wall-clock time QEMU was started, for the controller's StartTime.
     public private(set) var startedAt: Date?
 
@@ -123,7 +126,36 @@ public actor QEMUVirtualMachine {
         waiter.continuation.resume(returning: false)
     }
 
+    /// Waits until the guest has opened both agent ports. Data the host sends to a port the
+    /// guest has not opened is thrown away by the guest, so nothing may be sent before.
+    /// Returns early (without error) if QEMU exits; the caller sees that on its own.
+    public func waitForAgentPorts(timeout: Duration) async throws(VMManagerError) {
+        let wanted: Set<String> = [QEMUCommandLine.agentPortID, QEMUCommandLine.stdioPortID]
+        let deadline = ContinuousClock.now + timeout
+        while !wanted.isSubset(of: openPorts) {
+            if process?.exitStatus != nil || qmp == nil { return }
+            if ContinuousClock.now >= deadline { throw .timedOut("the guest did not open its agent ports within \(timeout)") }
+            let timer = Task { [weak self] in
+                try? await Task.sleep(for: .milliseconds(100))
+                await self?.wakePortWaiters()
+            }
+            await withCheckedContinuation { portWaiters.append($0) }
+            timer.cancel()
+        }
+    }
+
+    private func wakePortWaiters() {
+        let waiters = portWaiters
+        portWaiters.removeAll()
+        waiters.forEach { $0.resume() }
+    }
+
     private func handle(_ event: QMPEvent) {
+        if event.name == "VSERPORT_CHANGE", let id = event.data["id"]?.stringValue {
+            if event.data["open"]?.boolValue == true { openPorts.insert(id) } else { openPorts.remove(id) }
+            wakePortWaiters()
+            return
+        }
         guard event.name == "DEVICE_DELETED", let id = event.data["device"]?.stringValue else { return }
         let waiters = deviceDeletedWaiters.removeValue(forKey: id) ?? []
         if waiters.isEmpty { deletedDevices.insert(id) }

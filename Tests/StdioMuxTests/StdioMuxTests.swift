@@ -45,10 +45,11 @@ private func collect(_ receiver: MuxReceiver) async throws -> [UInt8] {
             let receiver = host.receiver(stream: 5, window: 10)
             let sender = guest.sender(stream: 5)
             let sent = Task { try await sender.send(ByteBuffer(bytes: Array(repeating: 7, count: 25))); return true }
-            try await Task.sleep(for: .milliseconds(200))
-            // Only the granted 10 bytes can have crossed: the rest waits for credit.
-            let buffered = host.state.withLock { $0.receivers[5]?.chunks.reduce(0) { $0 + $1.readableBytes } ?? -1 }
-            #expect(buffered == 10)
+            // Only the granted 10 bytes can cross: the rest waits for credit.
+            func buffered() -> Int { host.state.withLock { $0.receivers[5]?.chunks.reduce(0) { $0 + $1.readableBytes } ?? -1 } }
+            for _ in 0..<200 where buffered() < 10 { try await Task.sleep(for: .milliseconds(10)) }
+            try await Task.sleep(for: .milliseconds(100))
+            #expect(buffered() == 10)
             var iterator = receiver.makeAsyncIterator()
             var total = 0
             while total < 25, let chunk = try await iterator.next() { total += chunk.readableBytes }

@@ -60,6 +60,7 @@ final class FakeHost: VMHost, @unchecked Sendable {
     func hostStats() async throws -> VMHostStats { VMHostStats(residentBytes: 100 << 20, cpuTime: .seconds(1)) }
     func setMemoryTarget(bytes: Int) async throws {}
     var processID: pid_t? { 4242 }
+    func waitForAgentPorts(timeout: Duration) async throws {}
 }
 
 /// A guest that records mounts and closes and fails where told.
@@ -104,7 +105,8 @@ final class FakeConnector: GuestAgentConnector, @unchecked Sendable {
     let guest = FakeGuest()
     var fail = false
 
-    func connect(document: VMDocument, timeout: Duration, vmExit: @escaping @Sendable () async -> String?) async throws -> any GuestSession {
+    func connect(document: VMDocument, timeout: Duration, channelsOpen: @escaping @Sendable () async throws -> Void,
+                 vmExit: @escaping @Sendable () async -> String?) async throws -> any GuestSession {
         if fail { throw FakeFailure("agent never answered") }
         return guest
     }

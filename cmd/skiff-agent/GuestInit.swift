@@ -67,6 +67,9 @@ enum GuestInit {
 
 /// Logs to the console (stderr), which the host captures into the VM's console log.
 func log(_ message: String) {
-    let line = "skiff-agent: \(message)\n"
+    var now = timespec()
+    clock_gettime(CLOCK_BOOTTIME, &now)
+    let uptime = "\(now.tv_sec).\(String(now.tv_nsec / 1_000_000 + 1000).dropFirst())"
+    let line = "skiff-agent [\(uptime)]: \(message)\n"
     _ = line.withCString { write(2, $0, strlen($0)) }
 }

@@ -28,6 +28,7 @@ let reaper = ExitReaper(mode: isInit ? .allChildren : .ownChildren)
 let service = AgentService(reaper: reaper)
 
 if isInit {
+    log("started")
     GuestInit.mountFilesystems()
     var loader = ModuleLoader()
     var loaded: [String] = []
@@ -37,14 +38,18 @@ if isInit {
         result.failures.forEach { log("module \($0)") }
     }
     service.modules.withLock { $0 = loaded }
-    // The rest load while the agent serves.
-    Task.detached { [loader] in
-        var loader = loader
+    log("channel modules loaded: \(loaded.joined(separator: " "))")
+    // The rest load while the agent serves, on a thread of their own: each finit_module
+    // blocks for a while under emulation, and must not hold up the concurrency pool.
+    let rest = loader
+    startThread {
+        var loader = rest
         for module in ModuleLoader.otherModules {
             let result = loader.load(module)
             service.modules.withLock { $0 += result.loaded }
             result.failures.forEach { log("module \($0)") }
         }
+        log("all modules loaded")
     }
 }
 
@@ -64,11 +69,23 @@ func serveForever(path: String, _ serve: @escaping @Sendable (any Channel) async
             try? await Task.sleep(for: .milliseconds(100))
             continue
         }
+        // While the host side is not connected the port polls as hung up and reads end of
+        // file. Wait with the port open: closing and reopening it would make the guest drop
+        // whatever the host sent in between (the first request, typically).
+        var reported = false
+        while true {
+            var poller = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            if poll(&poller, 1, 0) >= 0, poller.revents & Int16(POLLHUP) == 0 { break }
+            if !reported { log("\(path): waiting for the host"); reported = true }
+            try? await Task.sleep(for: .milliseconds(2))
+        }
         do {
             let channel = try await NIOPipeBootstrap(group: MultiThreadedEventLoopGroup.singleton)
                 .takingOwnershipOfDescriptor(inputOutput: fd).get()
             try await serve(channel)
+            log("\(path): serving")
             try await channel.closeFuture.get()
+            log("\(path): the host went away")
         } catch {
             log("\(path): \(error)")
         }

@@ -1,0 +1,78 @@
+import Foundation
+import Glibc
+import GuestManager
+import Testing
+import VMManager
+
+/// The VM manager's hot-plug primitives against a booted guest: the guest sees what QEMU adds
+/// and lets go of what QEMU removes.
+@Suite(.serialized, .timeLimit(.minutes(3))) struct HotPlugTests {
+    @Test func scsiDiskPCIDeviceAndBalloonReachTheGuestAndComeBack() async throws {
+        let image = try GuestImage.locate()
+        let state = "/tmp/skiff-hp-\(UUID().uuidString.prefix(8))"
+        try FileManager.default.createDirectory(atPath: state, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: state) }
+        let document = try VMBuilder(id: "hotplug", stateDirectory: state, kernel: image.kernel, initrd: image.initrd).build()
+        let vm = QEMUVirtualMachine(document: document)
+        try await vm.start()
+        do {
+            guard case let .virtioSerial(control, stdio) = document.agentChannel else { throw VMManagerError.invalidConfiguration("serial") }
+            let guest = try await GuestConnection.connect(
+                controlSocket: control.socketPath, stdioSocket: stdio.socketPath, timeout: .seconds(90),
+                watch: .init(consoleLog: document.consoleLog, channelsOpen: { try await vm.waitForAgentPorts(timeout: .seconds(90)) },
+                             vmExit: { await vm.exitStatus.map { "\($0)" } }))
+            defer { Task { await guest.close() } }
+            func sh(_ script: String) async throws -> String {
+                let result = try await guest.run(["sh", "-c", script], id: "sh-\(UInt32.random(in: 0...UInt32.max))")
+                return String(decoding: result.stdout, as: UTF8.self)
+            }
+
+            // A SCSI disk: a 4 MiB file appears as a block device at 0:0:1:2.
+            let disk = state + "/disk.img"
+            #expect(FileManager.default.createFile(atPath: disk, contents: Data(count: 4 << 20)))
+            try await vm.addBlockNode(name: "disk1", path: disk, readOnly: false)
+            try await vm.addSCSIDisk(id: "scsi-disk1", node: "disk1", controller: 0, target: 1, lun: 2)
+            var seen = ""
+            for _ in 0..<100 where !seen.contains("block") {
+                seen = try await sh("ls /sys/bus/scsi/devices/0:0:1:2/ 2>/dev/null")
+                if !seen.contains("block") { try await Task.sleep(for: .milliseconds(50)) }
+            }
+            #expect(seen.contains("block"), "the guest never saw the disk")
+            try await vm.removeDevice(id: "scsi-disk1")
+            try await vm.removeBlockNode(name: "disk1")
+            #expect(try await sh("ls /sys/bus/scsi/devices/ | grep -c 0:0:1:2 || true").trimmingCharacters(in: .whitespacesAndNewlines) == "0")
+
+            // A PCI device: QEMU's edu test device stands in for an assigned one.
+            let before = try await sh("ls /sys/bus/pci/devices | wc -l")
+            try await vm.addPCIDevice(id: "edu1", driver: "edu")
+            var after = before
+            for _ in 0..<100 where after == before {
+                after = try await sh("ls /sys/bus/pci/devices | wc -l")
+                if after == before { try await Task.sleep(for: .milliseconds(50)) }
+            }
+            #expect(Int(after.trimmingCharacters(in: .whitespaces.union(.newlines))) == (Int(before.trimmingCharacters(in: .whitespaces.union(.newlines))) ?? 0) + 1)
+            try await vm.removeDevice(id: "edu1")
+
+            // Refused requests carry QEMU's reason.
+            await #expect(throws: VMManagerError.self) { try await vm.addPCIDevice(id: "edu1", driver: "no-such-device") }
+            await #expect(throws: VMManagerError.self) { try await vm.setMemoryTarget(bytes: 1 << 40) }
+
+            // The balloon gives memory back.
+            try await vm.setMemoryTarget(bytes: 160 << 20)
+            var actual = try await vm.memoryActual()
+            for _ in 0..<100 where actual > 160 << 20 {
+                try await Task.sleep(for: .milliseconds(50))
+                actual = try await vm.memoryActual()
+            }
+            #expect(actual == 160 << 20)
+            let stats = try await vm.hostStats()
+            #expect(stats.cpuTime > .zero)
+        } catch {
+            _ = try? await vm.terminate()
+            await vm.close()
+            throw error
+        }
+        #expect(try await vm.terminate(grace: .seconds(3)) == .exited(0))
+        await vm.close()
+    }
+}

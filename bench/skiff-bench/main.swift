@@ -1,0 +1,105 @@
+import Foundation
+import GuestManager
+import NIOCore
+import NIOPosix
+import VMController
+import VMManager
+
+// skiff-bench boot [--rounds N]: the boot floor against StartVM-to-agent-ready, and the
+// agent's stdio throughput, from one run. Prints medians and a "ratio" line.
+
+/// Unbuffered, so progress shows as it happens.
+func say(_ line: String) { FileHandle.standardOutput.write(Data((line + "\n").utf8)) }
+let arguments = Array(CommandLine.arguments.dropFirst())
+guard arguments.first == "boot" else {
+    FileHandle.standardError.write(Data("usage: skiff-bench boot [--rounds N]\n".utf8))
+    exit(2)
+}
+let rounds = arguments.firstIndex(of: "--rounds").flatMap { Int(arguments[$0 + 1]) } ?? 5
+let image = try GuestImage.locate()
+let root = "/tmp/skiff-bench-\(getpid())"
+try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+defer { try? FileManager.default.removeItem(atPath: root) }
+
+func seconds(_ d: Duration) -> Double { Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18 }
+func median(_ xs: [Double]) -> Double { let s = xs.sorted(); return s[s.count / 2] }
+
+/// QEMU start (as the VM manager does it) to the floor's READY line on the agent port.
+func floorBoot(_ round: Int) async throws -> Double {
+    let state = "\(root)/floor\(round)"
+    try FileManager.default.createDirectory(atPath: state, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(atPath: state) }
+    let document = try VMBuilder(id: "floor\(round)", stateDirectory: state, kernel: image.kernel, initrd: image.floor).build()
+    let vm = QEMUVirtualMachine(document: document)
+    let started = ContinuousClock.now
+    try await vm.start()
+    guard case let .virtioSerial(control, _) = document.agentChannel else { fatalError("virtio-serial expected") }
+    let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+    var address = sockaddr_un()
+    address.sun_family = sa_family_t(AF_UNIX)
+    withUnsafeMutableBytes(of: &address.sun_path) { raw in
+        for (i, b) in control.socketPath.utf8.enumerated() where i < raw.count - 1 { raw[i] = b }
+    }
+    let connected = withUnsafePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+    }
+    precondition(connected == 0, "connect to the floor's agent port failed")
+    var seen: [UInt8] = []
+    var buffer = [UInt8](repeating: 0, count: 64)
+    while !String(decoding: seen, as: UTF8.self).contains("READY") {
+        let n = read(fd, &buffer, buffer.count)
+        if n <= 0 { break }
+        seen += buffer[0..<n]
+    }
+    let elapsed = seconds(ContinuousClock.now - started)
+    close(fd)
+    _ = try await vm.terminate()
+    await vm.close()
+    return elapsed
+}
+
+/// StartVM to the agent's first answer, through the VM controller; then stdio throughput.
+func agentBoot(_ round: Int, measureStdio: Bool) async throws -> (boot: Double, mbps: Double?, rssMB: Double?) {
+    let state = "\(root)/vm\(round)"
+    let document = try VMBuilder(id: "bench\(round)", stateDirectory: state, kernel: image.kernel, initrd: image.initrd)
+        .share(hostPath: state + "/share", tag: "skiffshare").build()
+    let controller = VMController(id: "bench\(round)", stateDirectory: state)
+    try await controller.createVM(document)
+    let started = ContinuousClock.now
+    try await controller.startVM(bootTimeout: .seconds(120))
+    let boot = seconds(ContinuousClock.now - started)
+    var mbps: Double?
+    var rss: Double?
+    if measureStdio {
+        let bytes = 200 << 20
+        let t0 = ContinuousClock.now
+        let result = try await controller.execIntoHost(["head", "-c", "\(bytes)", "/dev/zero"])
+        precondition(result.stdout.count == bytes, "short stdout: \(result.stdout.count)")
+        mbps = Double(bytes) / 1e6 / seconds(ContinuousClock.now - t0)
+        try await Task.sleep(for: .seconds(2))
+        rss = Double(try await controller.stats().host.residentBytes) / 1e6
+    }
+    try await controller.terminateVM()
+    return (boot, mbps, rss)
+}
+
+var floors: [Double] = []
+var agents: [Double] = []
+var throughput: Double?
+var rss: Double?
+for round in 0..<rounds {
+    floors.append(try await floorBoot(round))
+    let result = try await agentBoot(round, measureStdio: round == rounds - 1)
+    agents.append(result.boot)
+    throughput = throughput ?? result.mbps
+    rss = rss ?? result.rssMB
+    say(String(format: "round %d: floor %.3f s, StartVM to agent ready %.3f s", round + 1, floors.last!, agents.last!))
+}
+let accel = document(for: image)
+say(String(format: "boot floor (QEMU start to READY, %@): median %.3f s over %d", accel, median(floors), rounds))
+say(String(format: "StartVM to agent ready: median %.3f s over %d", median(agents), rounds))
+say(String(format: "boot ratio (agent / floor): %.2f (target <= 1.2)", median(agents) / median(floors)))
+if let throughput { say(String(format: "agent stdio throughput (200 MB stdout to the host): %.1f MB/s", throughput)) }
+if let rss { say(String(format: "QEMU RSS after boot and the stream: %.0f MB", rss)) }
+
+func document(for image: GuestImage) -> String { "TCG, kernel \((image.kernel as NSString).lastPathComponent)" }
