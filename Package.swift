@@ -99,6 +99,9 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // The shim as a process: containerd's command line, the socket it derives, what
+        // `start` prints, the bundle files.
+        .target(name: "ShimProcess", dependencies: ["TTRPC"]),
         .executableTarget(
             name: "skiff-agent",
             dependencies: [
@@ -174,6 +177,7 @@ let package = Package(
             name: "VMIntegrationTests",
             dependencies: ["VMController", "VMManager"]
         ),
+        .testTarget(name: "ShimProcessTests", dependencies: ["ShimProcess"]),
         .testTarget(
             name: "StdioMuxTests",
             dependencies: [

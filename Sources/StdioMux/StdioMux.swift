@@ -31,7 +31,9 @@ public final class StdioMux: Sendable {
 
     /// Connects to a unix socket (QEMU's end of the stdio port) and multiplexes over it.
     public static func connect(unixSocket path: String, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton) async throws -> StdioMux {
-        let channel = try await ClientBootstrap(group: group).connect(unixDomainSocketPath: path).get()
+        let channel = try await ClientBootstrap(group: group)
+            .channelOption(.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: 256 << 10))
+            .connect(unixDomainSocketPath: path).get()
         return try await attach(to: channel)
     }
 
@@ -39,7 +41,7 @@ public final class StdioMux: Sendable {
     public func sender(stream: UInt32) -> MuxSender { MuxSender(mux: self, stream: stream) }
 
     /// Starts receiving `stream`, granting the sender `window` bytes up front.
-    public func receiver(stream: UInt32, window: Int = 256 << 10) -> MuxReceiver {
+    public func receiver(stream: UInt32, window: Int = 1 << 20) -> MuxReceiver {
         state.withLock { $0.receivers[stream] = MuxState.Receive(granted: window) }
         write(.credit(stream: stream, bytes: window))
         return MuxReceiver(mux: self, stream: stream)

@@ -59,7 +59,7 @@ func floorBoot(_ round: Int) async throws -> Double {
 }
 
 /// StartVM to the agent's first answer, through the VM controller; then stdio throughput.
-func agentBoot(_ round: Int, measureStdio: Bool) async throws -> (boot: Double, mbps: Double?, rssMB: Double?) {
+func agentBoot(_ round: Int, measureStdio: Bool) async throws -> (boot: Double, mbps: Double?, idleMB: Double?, rssMB: Double?) {
     let state = "\(root)/vm\(round)"
     let document = try VMBuilder(id: "bench\(round)", stateDirectory: state, kernel: image.kernel, initrd: image.initrd)
         .share(hostPath: state + "/share", tag: "skiffshare").build()
@@ -70,7 +70,10 @@ func agentBoot(_ round: Int, measureStdio: Bool) async throws -> (boot: Double, 
     let boot = seconds(ContinuousClock.now - started)
     var mbps: Double?
     var rss: Double?
+    var idle: Double?
     if measureStdio {
+        try await Task.sleep(for: .seconds(3))
+        idle = Double(try await controller.stats().host.residentBytes) / 1e6
         let bytes = 200 << 20
         let t0 = ContinuousClock.now
         let result = try await controller.execIntoHost(["head", "-c", "\(bytes)", "/dev/zero"])
@@ -80,19 +83,21 @@ func agentBoot(_ round: Int, measureStdio: Bool) async throws -> (boot: Double, 
         rss = Double(try await controller.stats().host.residentBytes) / 1e6
     }
     try await controller.terminateVM()
-    return (boot, mbps, rss)
+    return (boot, mbps, idle, rss)
 }
 
 var floors: [Double] = []
 var agents: [Double] = []
 var throughput: Double?
 var rss: Double?
+var idle: Double?
 for round in 0..<rounds {
     floors.append(try await floorBoot(round))
     let result = try await agentBoot(round, measureStdio: round == rounds - 1)
     agents.append(result.boot)
     throughput = throughput ?? result.mbps
     rss = rss ?? result.rssMB
+    idle = idle ?? result.idleMB
     say(String(format: "round %d: floor %.3f s, StartVM to agent ready %.3f s", round + 1, floors.last!, agents.last!))
 }
 let accel = document(for: image)
@@ -100,6 +105,7 @@ say(String(format: "boot floor (QEMU start to READY, %@): median %.3f s over %d"
 say(String(format: "StartVM to agent ready: median %.3f s over %d", median(agents), rounds))
 say(String(format: "boot ratio (agent / floor): %.2f (target <= 1.2)", median(agents) / median(floors)))
 if let throughput { say(String(format: "agent stdio throughput (200 MB stdout to the host): %.1f MB/s", throughput)) }
-if let rss { say(String(format: "QEMU RSS after boot and the stream: %.0f MB", rss)) }
+if let idle { say(String(format: "QEMU RSS, idle 3 s after boot (256 MiB guest): %.0f MB", idle)) }
+if let rss { say(String(format: "QEMU RSS 2 s after the stream: %.0f MB", rss)) }
 
 func document(for image: GuestImage) -> String { "TCG, kernel \((image.kernel as NSString).lastPathComponent)" }

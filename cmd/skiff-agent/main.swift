@@ -81,6 +81,7 @@ func serveForever(path: String, _ serve: @escaping @Sendable (any Channel) async
         }
         do {
             let channel = try await NIOPipeBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+                .channelOption(.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: 64 << 10))
                 .takingOwnershipOfDescriptor(inputOutput: fd).get()
             try await serve(channel)
             log("\(path): serving")
