@@ -11,6 +11,7 @@ let package = Package(
         .library(name: "VMManager", targets: ["VMManager"]),
         .executable(name: "skiff-ttrpc-peer", targets: ["skiff-ttrpc-peer"]),
         .executable(name: "skiff-agent", targets: ["skiff-agent"]),
+        .executable(name: "containerd-shim-skiff-v2", targets: ["containerd-shim-skiff-v2"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
@@ -101,7 +102,33 @@ let package = Package(
         ),
         // The shim as a process: containerd's command line, the socket it derives, what
         // `start` prints, the bundle files.
-        .target(name: "ShimProcess", dependencies: ["TTRPC"]),
+        .target(
+            name: "ShimProcess",
+            dependencies: [
+                "TTRPC", "ContainerdAPI", "VMController",
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ]
+        ),
+        // The service layer: the pod (its VM and containers), the task service containerd
+        // calls, stdio from containerd's fifos, events to containerd.
+        .target(
+            name: "ShimService",
+            dependencies: [
+                "ShimProcess", "VMController", "VMManager", "GuestManager", "AgentAPI", "StdioMux", "ContainerdAPI", "TTRPC",
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .executableTarget(
+            name: "containerd-shim-skiff-v2",
+            dependencies: [
+                "ShimProcess", "ShimService", "TTRPC",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "cmd/containerd-shim-skiff-v2"
+        ),
         .executableTarget(
             name: "skiff-agent",
             dependencies: [

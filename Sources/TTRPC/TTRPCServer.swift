@@ -62,6 +62,23 @@ public struct TTRPCServer: Sendable {
         }
         return TTRPCListener(channel: channel, path: path)
     }
+
+    /// Serves every connection on a socket that is already bound and listening (a shim gets
+    /// its socket from the `start` invocation that made it, as descriptor 3).
+    public func listen(
+        boundSocket descriptor: CInt, path: String,
+        group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
+    ) async throws -> TTRPCListener {
+        let channel = try await ServerBootstrap(group: group)
+            .childChannelInitializer { child in
+                child.eventLoop.makeCompletedFuture {
+                    try self.configureSynchronously(child.pipeline.syncOperations)
+                }
+            }
+            .withBoundSocket(descriptor)
+            .get()
+        return TTRPCListener(channel: channel, path: path)
+    }
 }
 
 /// A listening ttrpc socket. Closing it stops new connections and removes the socket file;

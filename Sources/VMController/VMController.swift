@@ -1,4 +1,5 @@
 import Foundation
+import GuestManager
 import Glibc
 import Logging
 import VMManager
@@ -285,6 +286,11 @@ public actor VMController {
         } catch {
             throw .operationFailed("\(error)")
         }
+    }
+
+    /// The agent connection while Running, for the service layer's container processes.
+    public var agentConnection: GuestConnection? {
+        state == .running ? guest as? GuestConnection : nil
     }
 
     /// The VM process's pid while it runs.

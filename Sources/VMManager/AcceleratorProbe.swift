@@ -4,7 +4,8 @@ import Glibc
 /// Decides between KVM and TCG by booting a real (tiny) guest under KVM: `/dev/kvm` can open
 /// and create VMs on hosts where a nested guest then hangs, so only a run proves it works.
 ///
-/// The probe guest is a 64 KiB firmware whose reset vector writes to QEMU's `isa-debug-exit`
+/// The probe runs with `-cpu host`, as real VMs do (here that alone fails: a nested host
+/// refuses an MSR). The probe guest is a 64 KiB firmware whose reset vector writes to QEMU's `isa-debug-exit`
 /// port; QEMU exits with status 3 when that instruction ran. Anything else within the timeout
 /// means TCG. The answer is cached (by default in /run/skiff, which a reboot clears).
 public struct AcceleratorProbe: Sendable {
@@ -49,7 +50,7 @@ public struct AcceleratorProbe: Sendable {
         let firmwarePath = dir.appendingPathComponent("probe.rom").path
         guard FileManager.default.createFile(atPath: firmwarePath, contents: Data(firmware)) else { return false }
         guard let qemu = try? ChildProcess.spawn(qemuBinary, arguments: [
-            "-machine", "pc", "-accel", "kvm", "-nodefaults", "-no-user-config", "-display", "none",
+            "-machine", "pc", "-accel", "kvm", "-cpu", "host", "-nodefaults", "-no-user-config", "-display", "none",
             "-m", "16", "-bios", firmwarePath, "-device", "isa-debug-exit,iobase=0xf4,iosize=0x01",
         ], outputLog: dir.appendingPathComponent("qemu.log").path) else { return false }
         let status = await qemu.wait(timeout: timeout)

@@ -1,0 +1,94 @@
+import Foundation
+import Glibc
+import NIOCore
+import NIOPosix
+import StdioMux
+
+/// A process's stdio between containerd's fifos (or `file://` log paths) and the stdio
+/// channel's streams. Output is written as it comes, and `finished` completes only after
+/// every byte reached the fifo, so nothing written just before an exit is lost.
+struct FifoIO: Sendable {
+    let stdin: UInt32?
+    let stdout: UInt32?
+    let stderr: UInt32?
+    let finished: Task<Void, Never>
+
+    /// Opens the paths containerd gave and starts pumping. Empty paths stay unconnected.
+    static func start(stdin: String, stdout: String, stderr: String, terminal: Bool,
+                      mux: StdioMux, nextStream: () -> UInt32) throws(ServiceError) -> FifoIO {
+        let outFD = try open(output: stdout)
+        let errFD = terminal ? nil : try open(output: stderr)
+        let inFD = try open(input: stdin)
+        let ids = (inFD.map { _ in nextStream() }, outFD.map { _ in nextStream() }, errFD.map { _ in nextStream() })
+        let outReceiver = ids.1.map { mux.receiver(stream: $0) }
+        let errReceiver = ids.2.map { mux.receiver(stream: $0) }
+        let inSender = ids.0.map { mux.sender(stream: $0) }
+        let finished = Task {
+            await withTaskGroup(of: Void.self) { group in
+                if let outFD, let outReceiver { group.addTask { await copy(outReceiver, to: outFD) } }
+                if let errFD, let errReceiver { group.addTask { await copy(errReceiver, to: errFD) } }
+                if let inFD, let inSender {
+                    // Stdin ends when the fifo's writers close it; it is not awaited for the exit.
+                    Task.detached { await copy(from: inFD, to: inSender) }
+                }
+            }
+        }
+        return FifoIO(stdin: ids.0, stdout: ids.1, stderr: ids.2, finished: finished)
+    }
+
+    private static func open(output path: String) throws(ServiceError) -> Int32? {
+        guard !path.isEmpty else { return nil }
+        let file = path.hasPrefix("file://") ? String(path.dropFirst(7)) : path
+        let flags = path.hasPrefix("file://") ? O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC : O_WRONLY | O_CLOEXEC
+        let fd = Glibc.open(file, flags, 0o644)
+        guard fd >= 0 else { throw .invalidArgument("open \(path): \(String(cString: strerror(errno)))") }
+        return fd
+    }
+
+    private static func open(input path: String) throws(ServiceError) -> Int32? {
+        guard !path.isEmpty else { return nil }
+        // Read-write so opening does not wait for a writer; end of input is signalled by
+        // CloseIO (or the task's end), as containerd does it.
+        let fd = Glibc.open(path, O_RDWR | O_CLOEXEC)
+        guard fd >= 0 else { throw .invalidArgument("open \(path): \(String(cString: strerror(errno)))") }
+        return fd
+    }
+
+    private static func copy(_ receiver: MuxReceiver, to fd: Int32) async {
+        defer { close(fd) }
+        do {
+            for try await chunk in receiver {
+                try chunk.withUnsafeReadableBytes { raw throws in
+                    var offset = 0
+                    while offset < raw.count {
+                        let n = write(fd, raw.baseAddress! + offset, raw.count - offset)
+                        if n < 0 {
+                            if errno == EINTR { continue }
+                            throw ServiceError.internalError("write: \(String(cString: strerror(errno)))")
+                        }
+                        offset += n
+                    }
+                }
+            }
+        } catch {
+            receiver.reset()
+        }
+    }
+
+    private static func copy(from fd: Int32, to sender: MuxSender) async {
+        // A blocking read on a thread of its own: fifos do not poll well once writers come and go.
+        defer { close(fd) }
+        while true {
+            let chunk: [UInt8]? = await withCheckedContinuation { continuation in
+                DispatchQueue.global().async {
+                    var buffer = [UInt8](repeating: 0, count: 32 << 10)
+                    let n = read(fd, &buffer, buffer.count)
+                    continuation.resume(returning: n > 0 ? Array(buffer[0..<n]) : nil)
+                }
+            }
+            guard let chunk else { break }
+            do { try await sender.send(ByteBuffer(bytes: chunk)) } catch { break }
+        }
+        try? await sender.finish()
+    }
+}

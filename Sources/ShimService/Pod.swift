@@ -1,0 +1,291 @@
+import AgentAPI
+import ContainerdAPI
+import Foundation
+import Glibc
+import GuestManager
+import Logging
+import ShimProcess
+import StdioMux
+import VMController
+import VMManager
+
+/// The pod one shim serves: its VM (created by the first container, terminated after the
+/// last) and its containers. Every task call lands here through `TaskService`.
+public actor Pod {
+    private var vm: VMController?
+    private var containers: [String: Container] = [:]
+    private let events: EventPublisher
+    private let logger: Logger
+    private let stateRoot: String
+    private let imageDirectory: String?
+
+    public init(events: EventPublisher, logger: Logger, stateRoot: String = "/run/skiff", imageDirectory: String? = nil) {
+        self.events = events
+        self.logger = logger
+        self.stateRoot = stateRoot
+        self.imageDirectory = imageDirectory
+    }
+
+    public var isEmpty: Bool { containers.isEmpty }
+
+    // MARK: Create
+
+    public func create(_ request: Containerd_Task_V2_CreateTaskRequest) async throws(ServiceError) -> UInt32 {
+        try Self.validate(id: request.id)
+        guard containers[request.id] == nil else { throw .alreadyExists("task \(request.id) already exists") }
+        guard request.checkpoint.isEmpty else { throw .unimplemented("checkpoint restore is not supported") }
+        let bundle = TaskBundle(path: request.bundle)
+        let annotations: [String: String]
+        do { annotations = try bundle.annotations() } catch { throw .invalidArgument("\(error)") }
+        let terminal = try Self.terminal(of: bundle)
+
+        try mountRootfs(request.rootfs, at: bundle.rootfs)
+        do {
+            let vm = try await ensureVM(annotations: annotations, bundle: bundle, id: request.id)
+            guard let plan9 = await vm.plan9 else { throw ServiceError.internalError("the VM has no share") }
+            try writeGuestConfig(bundle: bundle)
+            let share = try await plan9.reserve(hostPath: bundle.path, readOnly: false)
+            let guestBundle = try await plan9.mapToGuest(share)
+            containers[request.id] = Container(
+                id: request.id, bundle: bundle, share: share, guestBundle: guestBundle, terminal: terminal,
+                stdin: request.stdin, stdout: request.stdout, stderr: request.stderr)
+        } catch {
+            umount2(bundle.rootfs, Int32(MNT_DETACH))
+            if containers.isEmpty { await terminateVM() }
+            throw ServiceError.from(error)
+        }
+        var event = Containerd_Events_TaskCreate()
+        event.containerID = request.id
+        event.bundle = request.bundle
+        event.rootfs = request.rootfs
+        event.io = .with { $0.stdin = request.stdin; $0.stdout = request.stdout; $0.stderr = request.stderr; $0.terminal = terminal }
+        await events.publish(topic: "/tasks/create", event)
+        return 0
+    }
+
+    private func ensureVM(annotations: [String: String], bundle: TaskBundle, id: String) async throws -> VMController {
+        if let vm { return vm }
+        let config = try SandboxConfig.from(annotations: annotations)
+        let group = ShimSocket.group(id: id, annotations: annotations)
+        let vmID = "pod-" + String(SHA256.hex(Array(group.utf8)).prefix(12))
+        let state = "\(stateRoot)/\(vmID)"
+        // Durable intent first: delete must find the VM even if this process dies next.
+        try bundle.write(state, to: bundle.vmFile)
+        let image = try GuestImage.locate(directory: imageDirectory)
+        let accelerator = await AcceleratorProbe().choose(forced: config.accelerator)
+        let document = try VMBuilder(id: vmID, stateDirectory: state,
+                                     kernel: config.kernel ?? image.kernel, initrd: config.initrd ?? image.initrd)
+            .memory(mib: config.memoryMiB).vcpus(config.vcpus).accelerator(accelerator)
+            .share(hostPath: state + "/share", tag: "skiffshare")
+            .build()
+        let controller = VMController(id: vmID, stateDirectory: state, logger: logger)
+        vm = controller
+        try await controller.createVM(document)
+        try await controller.startVM(bootTimeout: config.bootTimeout)
+        return controller
+    }
+
+    /// Terminates the VM (the last container left, or the first one failed).
+    private func terminateVM() async {
+        guard let vm else { return }
+        do { try await vm.terminateVM() } catch { logger.error("terminating the VM: \(error)") }
+        self.vm = nil
+    }
+
+    // MARK: Start, wait, kill
+
+    public func start(id: String, execID: String) async throws(ServiceError) -> UInt32 {
+        guard execID.isEmpty else { throw .unimplemented("exec processes are not supported yet") }
+        guard let container = containers[id] else { throw .notFound("task \(id) not found") }
+        guard container.status == .created else { throw .failedPrecondition("task \(id) is \(container.status), not created") }
+        guard let vm, let guest = await vm.agentConnection else { throw .failedPrecondition("the VM is not running") }
+        let io = try FifoIO.start(stdin: container.stdin, stdout: container.stdout, stderr: container.stderr,
+                                  terminal: container.terminal, mux: guest.stdio, nextStream: { guest.nextStreamID() })
+        let response: Skiff_Agent_V1_CreateProcessResponse
+        do {
+            response = try await guest.agent.createProcess(.with {
+                $0.id = id
+                // The guest root is the initramfs, which pivot_root cannot leave.
+                $0.args = ["crun", "run", "--no-pivot", "--bundle", container.guestBundle, "--config", container.guestBundle + "/" + Self.guestConfigName, id]
+                $0.terminal = container.terminal
+                if let s = io.stdin { $0.stdinStream = s }
+                if let s = io.stdout { $0.stdoutStream = s }
+                if let s = io.stderr { $0.stderrStream = s }
+            })
+        } catch {
+            io.finished.cancel()
+            throw ServiceError.from(error)
+        }
+        // Re-read: Wait calls may have queued up while this awaited.
+        containers[id]?.pid = response.pid
+        containers[id]?.status = .running
+        containers[id]?.io = io
+        Task { await self.watchExit(id: id, guest: guest, io: io) }
+        var event = Containerd_Events_TaskStart()
+        event.containerID = id
+        event.pid = response.pid
+        await events.publish(topic: "/tasks/start", event)
+        return response.pid
+    }
+
+    private func watchExit(id: String, guest: GuestConnection, io: FifoIO) async {
+        let exit = try? await guest.agent.waitProcess(.with { $0.id = id })
+        await io.finished.value
+        _ = try? await guest.agent.deleteProcess(.with { $0.id = id })
+        guard var container = containers[id] else { return }
+        container.status = .stopped
+        container.exitStatus = exit?.exitStatus ?? 255
+        container.exitedAt = exit.map { Date(timeIntervalSince1970: Double($0.exitedAtNs) / 1e9) } ?? Date()
+        let waiters = container.exitWaiters
+        container.exitWaiters = []
+        containers[id] = container
+        var event = Containerd_Events_TaskExit()
+        event.containerID = id
+        event.id = id
+        event.pid = container.pid
+        event.exitStatus = container.exitStatus
+        event.exitedAt = .init(date: container.exitedAt ?? Date())
+        await events.publish(topic: "/tasks/exit", event)
+        waiters.forEach { $0.resume() }
+    }
+
+    public func wait(id: String) async throws(ServiceError) -> (UInt32, Date) {
+        guard let container = containers[id] else { throw .notFound("task \(id) not found") }
+        if container.status != .stopped {
+            await withCheckedContinuation { continuation in containers[id]?.exitWaiters.append(continuation) }
+        }
+        guard let done = containers[id] else { throw .notFound("task \(id) was deleted while waiting") }
+        return (done.exitStatus, done.exitedAt ?? Date())
+    }
+
+    public func kill(id: String, signal: UInt32, all: Bool) async throws(ServiceError) {
+        guard let container = containers[id] else { throw .notFound("task \(id) not found") }
+        guard signal > 0, signal < 65 else { throw .invalidArgument("signal \(signal) is out of range") }
+        guard container.status == .running else {
+            if container.status == .stopped { throw .notFound("task \(id) has already exited") }
+            throw .failedPrecondition("task \(id) is not running")
+        }
+        guard let vm, let guest = await vm.agentConnection else { throw .failedPrecondition("the VM is not running") }
+        do {
+            let result = try await guest.run(["crun", "kill"] + (all ? ["--all"] : []) + [id, "\(signal)"], id: "kill-\(id)-\(UInt32.random(in: 0...UInt32.max))")
+            guard result.exitStatus == 0 else {
+                throw ServiceError.internalError("crun kill: \(String(decoding: result.stderr, as: UTF8.self))")
+            }
+        } catch {
+            throw ServiceError.from(error)
+        }
+    }
+
+    // MARK: Delete, state
+
+    public func delete(id: String, execID: String) async throws(ServiceError) -> (UInt32, UInt32, Date) {
+        guard execID.isEmpty else { throw .unimplemented("exec processes are not supported yet") }
+        guard let container = containers[id] else { throw .notFound("task \(id) not found") }
+        guard container.status != .running else { throw .failedPrecondition("task \(id) is running; kill it first") }
+        if let vm, let plan9 = await vm.plan9 {
+            do { try await plan9.unmapFromGuest(container.share) } catch { logger.error("unsharing \(id): \(error)") }
+        }
+        umount2(container.bundle.rootfs, Int32(MNT_DETACH))
+        unlink(container.bundle.path + "/" + Self.guestConfigName)
+        containers[id] = nil
+        if containers.isEmpty {
+            await terminateVM()
+            unlink(container.bundle.vmFile)
+        }
+        var event = Containerd_Events_TaskDelete()
+        event.containerID = id
+        event.pid = container.pid
+        event.exitStatus = container.exitStatus
+        event.exitedAt = .init(date: container.exitedAt ?? Date())
+        await events.publish(topic: "/tasks/delete", event)
+        return (container.pid, container.exitStatus, container.exitedAt ?? Date())
+    }
+
+    public func state(id: String) throws(ServiceError) -> Containerd_Task_V2_StateResponse {
+        guard let c = containers[id] else { throw .notFound("task \(id) not found") }
+        return .with {
+            $0.id = id
+            $0.bundle = c.bundle.path
+            $0.pid = c.pid
+            $0.status = c.containerdStatus
+            $0.stdin = c.stdin
+            $0.stdout = c.stdout
+            $0.stderr = c.stderr
+            $0.terminal = c.terminal
+            $0.exitStatus = c.exitStatus
+            if let at = c.exitedAt { $0.exitedAt = .init(date: at) }
+        }
+    }
+
+    public func pid(of id: String) throws(ServiceError) -> UInt32 {
+        guard let c = containers[id] else { throw .notFound("task \(id) not found") }
+        return c.pid
+    }
+
+    public func closeIO(id: String) async throws(ServiceError) {
+        guard containers[id] != nil else { throw .notFound("task \(id) not found") }
+        guard let vm, let guest = await vm.agentConnection else { return }
+        _ = try? await guest.agent.closeStdin(.with { $0.id = id })
+    }
+
+    // MARK: Helpers
+
+    static let guestConfigName = "skiff-config.json"
+
+    static func validate(id: String) throws(ServiceError) {
+        guard !id.isEmpty, id.count <= 128, id.allSatisfy({ $0.isLetter || $0.isNumber || "-_.".contains($0) }),
+              id != ".", id != ".." else {
+            throw .invalidArgument("invalid task id \(id.debugDescription): letters, digits, '-', '_' and '.' only")
+        }
+    }
+
+    static func terminal(of bundle: TaskBundle) throws(ServiceError) -> Bool {
+        guard let data = FileManager.default.contents(atPath: bundle.configPath),
+              let spec = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+            throw .invalidArgument("cannot read the OCI spec at \(bundle.configPath)")
+        }
+        guard let process = spec["process"] as? [String: Any], let args = process["args"] as? [String], !args.isEmpty else {
+            throw .invalidArgument("the OCI spec has no process.args")
+        }
+        return process["terminal"] as? Bool ?? false
+    }
+
+    /// The spec crun runs in the guest: containerd's, with the terminal provided by the agent
+    /// (crun would otherwise ask for a console socket).
+    private func writeGuestConfig(bundle: TaskBundle) throws(ServiceError) {
+        guard let data = FileManager.default.contents(atPath: bundle.configPath),
+              var spec = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+            throw .invalidArgument("cannot read the OCI spec at \(bundle.configPath)")
+        }
+        if var process = spec["process"] as? [String: Any] {
+            process["terminal"] = false
+            spec["process"] = process
+        }
+        spec["root"] = ["path": "rootfs", "readonly": (spec["root"] as? [String: Any])?["readonly"] as? Bool ?? false]
+        guard let out = try? JSONSerialization.data(withJSONObject: spec) else { throw .internalError("cannot encode the guest spec") }
+        guard FileManager.default.createFile(atPath: bundle.path + "/" + Self.guestConfigName, contents: out) else {
+            throw .internalError("cannot write the guest spec")
+        }
+    }
+
+    private func mountRootfs(_ mounts: [Containerd_Types_Mount], at target: String) throws(ServiceError) {
+        guard !mounts.isEmpty else { return }  // the bundle's rootfs is already in place
+        guard mounts.count == 1, let m = mounts.first else { throw .invalidArgument("one rootfs mount expected, got \(mounts.count)") }
+        mkdir(target, 0o755)
+        var flags: UInt = 0
+        var data: [String] = []
+        for option in m.options {
+            switch option {
+            case "ro": flags |= UInt(MS_RDONLY)
+            case "rw": break
+            case "bind": flags |= UInt(MS_BIND)
+            case "rbind": flags |= UInt(MS_BIND | MS_REC)
+            default: data.append(option)
+            }
+        }
+        let type = m.type == "bind" ? nil : m.type
+        guard Glibc.mount(m.source, target, type, flags, data.isEmpty ? nil : data.joined(separator: ",")) == 0 else {
+            throw .internalError("mount the rootfs (\(m.type)) on \(target): \(String(cString: strerror(errno)))")
+        }
+    }
+}

@@ -1,0 +1,131 @@
+import ContainerdAPI
+import Foundation
+import Glibc
+import Logging
+import SwiftProtobuf
+import TTRPC
+
+/// containerd's Task service, served by the shim: thin handlers that log, pass the call to
+/// the pod and map errors to gRPC codes. `onShutdown` runs once Shutdown finds no task left.
+public final class TaskService: Containerd_Task_V2_TaskService, Sendable {
+    private let pod: Pod
+    private let logger: Logger
+    private let onShutdown: @Sendable () -> Void
+
+    public init(pod: Pod, logger: Logger, onShutdown: @escaping @Sendable () -> Void) {
+        self.pod = pod
+        self.logger = logger
+        self.onShutdown = onShutdown
+    }
+
+    private func handle<T>(_ name: String, _ id: String, _ body: () async throws -> T) async throws -> T {
+        do {
+            return try await body()
+        } catch {
+            let mapped = ServiceError.from(error)
+            logger.warning("\(name) \(id): \(mapped.ttrpcStatus)")
+            throw mapped
+        }
+    }
+
+    public func create(_ request: Containerd_Task_V2_CreateTaskRequest, context: TTRPCServerContext) async throws -> Containerd_Task_V2_CreateTaskResponse {
+        try await handle("Create", request.id) {
+            let pid = try await pod.create(request)
+            return .with { $0.pid = pid }
+        }
+    }
+
+    public func start(_ request: Containerd_Task_V2_StartRequest, context: TTRPCServerContext) async throws -> Containerd_Task_V2_StartResponse {
+        try await handle("Start", request.id) {
+            let pid = try await pod.start(id: request.id, execID: request.execID)
+            return .with { $0.pid = pid }
+        }
+    }
+
+    public func wait(_ request: Containerd_Task_V2_WaitRequest, context: TTRPCServerContext) async throws -> Containerd_Task_V2_WaitResponse {
+        try await handle("Wait", request.id) {
+            guard request.execID.isEmpty else { throw ServiceError.unimplemented("exec processes are not supported yet") }
+            let (status, at) = try await pod.wait(id: request.id)
+            return .with { $0.exitStatus = status; $0.exitedAt = .init(date: at) }
+        }
+    }
+
+    public func kill(_ request: Containerd_Task_V2_KillRequest, context: TTRPCServerContext) async throws -> Google_Protobuf_Empty {
+        try await handle("Kill", request.id) {
+            guard request.execID.isEmpty else { throw ServiceError.unimplemented("exec processes are not supported yet") }
+            try await pod.kill(id: request.id, signal: request.signal, all: request.all)
+            return .init()
+        }
+    }
+
+    public func delete(_ request: Containerd_Task_V2_DeleteRequest, context: TTRPCServerContext) async throws -> Containerd_Task_V2_DeleteResponse {
+        try await handle("Delete", request.id) {
+            let (pid, status, at) = try await pod.delete(id: request.id, execID: request.execID)
+            return .with { $0.pid = pid; $0.exitStatus = status; $0.exitedAt = .init(date: at) }
+        }
+    }
+
+    public func state(_ request: Containerd_Task_V2_StateRequest, context: TTRPCServerContext) async throws -> Containerd_Task_V2_StateResponse {
+        try await handle("State", request.id) {
+            guard request.execID.isEmpty else { throw ServiceError.unimplemented("exec processes are not supported yet") }
+            return try await pod.state(id: request.id)
+        }
+    }
+
+    public func pids(_ request: Containerd_Task_V2_PidsRequest, context: TTRPCServerContext) async throws -> Containerd_Task_V2_PidsResponse {
+        try await handle("Pids", request.id) {
+            let pid = try await pod.pid(of: request.id)
+            return .with { $0.processes = pid == 0 ? [] : [.with { $0.pid = pid }] }
+        }
+    }
+
+    public func connect(_ request: Containerd_Task_V2_ConnectRequest, context: TTRPCServerContext) async throws -> Containerd_Task_V2_ConnectResponse {
+        try await handle("Connect", request.id) {
+            let pid = (try? await pod.pid(of: request.id)) ?? 0
+            return .with { $0.shimPid = UInt32(getpid()); $0.taskPid = pid; $0.version = "skiff" }
+        }
+    }
+
+    public func shutdown(_ request: Containerd_Task_V2_ShutdownRequest, context: TTRPCServerContext) async throws -> Google_Protobuf_Empty {
+        if await pod.isEmpty || request.now {
+            logger.info("shutdown: no task left")
+            onShutdown()
+        }
+        return .init()
+    }
+
+    public func closeIO(_ request: Containerd_Task_V2_CloseIORequest, context: TTRPCServerContext) async throws -> Google_Protobuf_Empty {
+        try await handle("CloseIO", request.id) {
+            try await pod.closeIO(id: request.id)
+            return .init()
+        }
+    }
+
+    public func pause(_ request: Containerd_Task_V2_PauseRequest, context: TTRPCServerContext) async throws -> Google_Protobuf_Empty {
+        throw ServiceError.unimplemented("Pause is not implemented yet")
+    }
+
+    public func resume(_ request: Containerd_Task_V2_ResumeRequest, context: TTRPCServerContext) async throws -> Google_Protobuf_Empty {
+        throw ServiceError.unimplemented("Resume is not implemented yet")
+    }
+
+    public func checkpoint(_ request: Containerd_Task_V2_CheckpointTaskRequest, context: TTRPCServerContext) async throws -> Google_Protobuf_Empty {
+        throw ServiceError.unimplemented("checkpointing a VM-isolated task is not supported")
+    }
+
+    public func exec(_ request: Containerd_Task_V2_ExecProcessRequest, context: TTRPCServerContext) async throws -> Google_Protobuf_Empty {
+        throw ServiceError.unimplemented("Exec is not implemented yet")
+    }
+
+    public func resizePty(_ request: Containerd_Task_V2_ResizePtyRequest, context: TTRPCServerContext) async throws -> Google_Protobuf_Empty {
+        throw ServiceError.unimplemented("ResizePty is not implemented yet")
+    }
+
+    public func update(_ request: Containerd_Task_V2_UpdateTaskRequest, context: TTRPCServerContext) async throws -> Google_Protobuf_Empty {
+        throw ServiceError.unimplemented("Update is not implemented yet")
+    }
+
+    public func stats(_ request: Containerd_Task_V2_StatsRequest, context: TTRPCServerContext) async throws -> Containerd_Task_V2_StatsResponse {
+        throw ServiceError.unimplemented("Stats is not implemented yet")
+    }
+}

@@ -1,0 +1,76 @@
+import Foundation
+import Glibc
+import Logging
+import ShimProcess
+import ShimService
+import TTRPC
+
+// containerd-shim-skiff-v2: the shim containerd starts for runtime io.containerd.skiff.v2.
+//   ... start   find or start the pod's shim; print its address
+//   ... delete  clean up after a task whose shim is gone; print a DeleteResponse
+//   (none)      serve the task service on descriptor 3 (given by `start`)
+
+let version = "skiff 0.1"
+
+func fail(_ message: String) -> Never {
+    FileHandle.standardError.write(Data("containerd-shim-skiff-v2: \(message)\n".utf8))
+    exit(1)
+}
+
+let arguments: ShimArguments
+do {
+    arguments = try ShimArguments(parsing: Array(CommandLine.arguments.dropFirst()))
+} catch {
+    fail("\(error)")
+}
+if arguments.version {
+    print("containerd-shim-skiff-v2:\n  Version: \(version)")
+    exit(0)
+}
+
+let bundle = TaskBundle(path: arguments.bundle.isEmpty ? FileManager.default.currentDirectoryPath : arguments.bundle)
+
+switch arguments.action {
+case .start:
+    let executable = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+    do {
+        let address = try ShimStart.run(arguments, bundle: bundle, executable: executable)
+        FileHandle.standardOutput.write(Data(address.utf8))
+        exit(0)
+    } catch {
+        fail("start: \(error)")
+    }
+
+case .delete:
+    let (response, failures) = await ShimDelete.run(arguments, bundle: bundle)
+    for failure in failures { FileHandle.standardError.write(Data("delete: \(failure)\n".utf8)) }
+    FileHandle.standardOutput.write(response)
+    exit(0)
+
+case .serve:
+    // Logs go to the bundle's log fifo, which containerd reads.
+    let logFD = open(bundle.logFifo, O_WRONLY | O_NONBLOCK | O_CLOEXEC)
+    if logFD >= 0 { dup2(logFD, 2) }
+    LoggingSystem.bootstrap { label in
+        var handler = StreamLogHandler.standardError(label: label)
+        handler.logLevel = arguments.debug ? .debug : .info
+        return handler
+    }
+    let logger = Logger(label: "skiff.shim")
+    let ttrpcAddress = ProcessInfo.processInfo.environment["TTRPC_ADDRESS"] ?? arguments.address + ".ttrpc"
+    let events = EventPublisher(address: ttrpcAddress, namespace: arguments.namespace, logger: logger)
+    let pod = Pod(events: events, logger: logger)
+    let service = TaskService(pod: pod, logger: logger, onShutdown: {
+        Task {
+            await events.flush()
+            exit(0)
+        }
+    })
+    do {
+        let listener = try await TTRPCServer(services: [service], logger: logger).listen(boundSocket: 3, path: "")
+        logger.info("serving \(arguments.id) in namespace \(arguments.namespace)")
+        try await listener.waitClosed()
+    } catch {
+        fail("serve: \(error)")
+    }
+}
