@@ -82,11 +82,16 @@ final class ClientConnectionHandler: ChannelDuplexHandler {
             }
         }
         context.write(wrapOutboundOut(TTRPCFrame(streamID: streamID, kind: .request, payload: call.request)), promise: promise)
-        scheduleFlush(context: context)
     }
 
     func flush(context: ChannelHandlerContext) {
-        scheduleFlush(context: context)
+        // A call alone on the connection goes out at once; with others in flight, requests
+        // written in the same tick share one flush.
+        if pending.count <= 1, !flushPending {
+            context.flush()
+        } else {
+            scheduleFlush(context: context)
+        }
     }
 
     /// Requests written in the same event-loop tick share one flush (one write syscall).

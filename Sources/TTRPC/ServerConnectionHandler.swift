@@ -154,10 +154,17 @@ final class ServerConnectionHandler: ChannelInboundHandler {
 
     private func respond(_ streamID: UInt32, status: TTRPCStatus, payload: Data = Data()) {
         guard let context else { return }
+        var encoded: ByteBuffer
+        if status.code == .ok, status.message.isEmpty, status.details.isEmpty, payload.count <= TTRPCFrame.maxPayloadLength - 16 {
+            // The common answer, encoded by hand (the hot path; `ResponseEncodingTests`).
+            encoded = RequestEncoding.okResponse(payload: payload, allocator: context.channel.allocator)
+            context.write(wrapOutboundOut(TTRPCFrame(streamID: streamID, kind: .response, payload: encoded)), promise: nil)
+            scheduleFlush()
+            return
+        }
         var response = Ttrpc_Response()
         response.status = status.wire
         response.payload = payload
-        var encoded: ByteBuffer
         do {
             encoded = try response.serializedBuffer()
             if encoded.readableBytes > TTRPCFrame.maxPayloadLength {

@@ -70,14 +70,18 @@ public final class TTRPCClient: Sendable {
         service: String, method: String, payload: Data,
         options: TTRPCCallOptions = TTRPCCallOptions()
     ) async throws -> Data {
-        var request = Ttrpc_Request()
-        request.service = service
-        request.method = method
-        request.payload = payload
+        try await call(service: service, method: method, payload: ByteBuffer(bytes: payload), options: options)
+    }
+
+    /// The same call with the request already in a `ByteBuffer`.
+    public func call(
+        service: String, method: String, payload: ByteBuffer,
+        options: TTRPCCallOptions = TTRPCCallOptions()
+    ) async throws -> Data {
         let timeout = options.timeout.map { max($0.nanosecondsClamped, 1) }
-        if let timeout { request.timeoutNano = timeout }
-        request.metadata = options.metadata.wire
-        let encoded = try request.serializedBuffer()
+        let encoded = RequestEncoding.encode(
+            service: service, method: method, payload: payload, timeoutNano: timeout,
+            metadata: options.metadata.pairs, allocator: channel.allocator)
         guard encoded.readableBytes <= TTRPCFrame.maxPayloadLength else {
             throw TTRPCStatus(
                 .resourceExhausted,
@@ -101,7 +105,7 @@ public final class TTRPCClient: Sendable {
         service: String, method: String, request: Request,
         options: TTRPCCallOptions = TTRPCCallOptions()
     ) async throws -> Response {
-        let answer = try await call(service: service, method: method, payload: try request.serializedBytes(), options: options)
+        let answer = try await call(service: service, method: method, payload: try request.serializedBuffer(), options: options)
         do {
             return try Response(serializedBytes: answer)
         } catch {
