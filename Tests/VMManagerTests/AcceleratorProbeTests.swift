@@ -2,7 +2,7 @@ import Foundation
 import Testing
 @testable import VMManager
 
-@Suite(.timeLimit(.minutes(1))) struct AcceleratorProbeTests {
+@Suite(.serialized, .timeLimit(.minutes(1))) struct AcceleratorProbeTests {
     private func cachePath() -> String {
         FileManager.default.temporaryDirectory.appendingPathComponent("skiff-accel-\(UUID().uuidString.prefix(8))/accelerator").path
     }
