@@ -205,6 +205,7 @@ let package = Package(
             dependencies: ["VMController", "VMManager"]
         ),
         .testTarget(name: "ShimProcessTests", dependencies: ["ShimProcess"]),
+        .testTarget(name: "ContainerdE2ETests", dependencies: ["VMManager"]),
         .testTarget(
             name: "StdioMuxTests",
             dependencies: [

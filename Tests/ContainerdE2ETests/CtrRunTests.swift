@@ -1,0 +1,112 @@
+import Foundation
+import Glibc
+import Testing
+import VMManager
+
+/// A private containerd (own root, state, socket, config) with Skiff's shim on its PATH and
+/// the tests' own image imported; stopped, and checked for leftovers, at the end.
+final class PrivateContainerd: @unchecked Sendable {
+    let dir: String
+    let socket: String
+    let scripts: String
+
+    init() throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
+        scripts = root + "/scripts"
+        dir = "/tmp/skiff-cd-\(UUID().uuidString.prefix(8))"
+        // The shim is built next to this test bundle.
+        let binDirectory = URL(fileURLWithPath: try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")).deletingLastPathComponent().path
+        socket = try Self.shell("\(scripts)/containerd-private start \(dir) \(binDirectory)").trimmingCharacters(in: .whitespacesAndNewlines)
+        _ = try Self.shell("\(scripts)/make-test-image \(dir)/image.tar && ctr --address \(socket) image import \(dir)/image.tar")
+    }
+
+    func stop() {
+        _ = try? Self.shell("\(scripts)/containerd-private stop \(dir)")
+    }
+
+    /// Runs `ctr` against this containerd; returns its exit status and combined output.
+    func ctr(_ arguments: String) throws -> (status: Int32, output: String) {
+        let log = dir + "/ctr-\(UUID().uuidString.prefix(6)).out"
+        defer { unlink(log) }
+        let status = system("ctr --address \(socket) \(arguments) >\(log) 2>&1 </dev/null")
+        let output = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+        return ((status >> 8) & 0xff, output)
+    }
+
+    static func shell(_ command: String) throws -> String {
+        let log = "/tmp/skiff-sh-\(UUID().uuidString.prefix(8))"
+        defer { unlink(log) }
+        let status = system("(\(command)) >\(log) 2>&1")
+        let output = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+        guard status == 0 else { throw ShellError(command: command, output: output) }
+        return output
+    }
+
+    struct ShellError: Error, CustomStringConvertible {
+        var command: String
+        var output: String
+        var description: String { "\(command) failed: \(output)" }
+    }
+}
+
+/// Pids of QEMU processes Skiff started for pods.
+func skiffQEMUs() -> [Int32] {
+    let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+    return entries.compactMap(Int32.init).filter { pid in
+        guard let data = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") else { return false }
+        let args = data.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
+        guard let i = args.firstIndex(of: "-name"), i + 1 < args.count else { return false }
+        return args[i + 1].hasPrefix("skiff-pod-")
+    }
+}
+
+/// `ctr run --runtime io.containerd.skiff.v2` end to end: the container runs in its own VM and
+/// behaves as under runc, and nothing is left afterwards.
+@Suite(.serialized, .timeLimit(.minutes(5))) struct CtrRunTests {
+    static let image = "docker.io/library/skiff-test:latest"
+    static let runtime = "--runtime io.containerd.skiff.v2"
+
+    private func withContainerd(_ body: (PrivateContainerd) throws -> Void) throws {
+        _ = try GuestImage.locate()
+        let containerd = try PrivateContainerd()
+        defer { containerd.stop() }
+        try body(containerd)
+        // No shim, QEMU, mount or VM state left (a shim exits right after its last Shutdown).
+        var shims = ""
+        for _ in 0..<60 {
+            shims = try PrivateContainerd.shell("pgrep -f '[c]ontainerd-shim-skiff-v2' || true").trimmingCharacters(in: .whitespacesAndNewlines)
+            if shims.isEmpty { break }
+            usleep(50_000)
+        }
+        #expect(shims.isEmpty, "shims left: \(shims)")
+        #expect(skiffQEMUs().isEmpty)
+        let mounts = (try? String(contentsOfFile: "/proc/self/mounts", encoding: .utf8)) ?? ""
+        #expect(!mounts.contains("/run/skiff/pod-"))
+        let vmDirs = ((try? FileManager.default.contentsOfDirectory(atPath: "/run/skiff")) ?? []).filter { $0.hasPrefix("pod-") }
+        #expect(vmDirs.isEmpty, "VM state left: \(vmDirs)")
+    }
+
+    @Test func echoPrintsInsideItsOwnVMAndTheExitCodeComesBack() throws {
+        try withContainerd { cd in
+            let run = try cd.ctr("run --rm \(Self.runtime) \(Self.image) e1 sh -c 'echo hello from skiff; uname -r; exit 3'")
+            #expect(run.status == 3, "\(run.output)")
+            let lines = run.output.split(separator: "\n").map(String.init)
+            #expect(lines.first == "hello from skiff")
+            // The guest's kernel, not the host's: the container ran in the VM.
+            var host = utsname()
+            uname(&host)
+            let hostRelease = withUnsafeBytes(of: &host.release) { String(decoding: $0.prefix(while: { $0 != 0 }), as: UTF8.self) }
+            #expect(lines.dropFirst().first?.hasSuffix("-amd64") == true)
+            #expect(lines.dropFirst().first != hostRelease)
+        }
+    }
+
+    @Test func badIdsAreRefusedCleanly() throws {
+        try withContainerd { cd in
+            let run = try cd.ctr("run --rm \(Self.runtime) \(Self.image) ../x true")
+            #expect(run.status != 0)
+            let ok = try cd.ctr("run --rm \(Self.runtime) \(Self.image) after-bad-id true")
+            #expect(ok.status == 0, "\(ok.output)")
+        }
+    }
+}
