@@ -159,6 +159,7 @@ let package = Package(
         .target(
             name: "VMManager",
             dependencies: [
+                "CSkiffSys",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),

@@ -6,12 +6,18 @@ import VMController
 
 /// `containerd-shim-skiff-v2 ... -bundle B delete`: containerd's cleanup call, made when the
 /// shim is gone (killed, crashed) or a task failed. Tears down from durable files alone: the
-/// VM named in the bundle's `skiff-vm` (through its handles file) and the rootfs mount, then
-/// prints a DeleteResponse (exit status 137, exited now).
+/// VM named in the bundle's `skiff-vm` (through its handles file; every container of the pod
+/// names it) unless the pod's shim still answers, and the rootfs mount; then prints a
+/// DeleteResponse (exit status 137, exited now).
 public enum ShimDelete {
     public static func run(_ arguments: ShimArguments, bundle: TaskBundle) async -> (response: Data, failures: [String]) {
         var failures: [String] = []
-        if let stateDirectory = try? String(contentsOfFile: bundle.vmFile, encoding: .utf8)
+        // containerd also calls this after a live shim merely closed one task's connection;
+        // a pod's VM is torn down only when the shim that owns it is really gone.
+        let address = (try? String(contentsOfFile: bundle.addressFile, encoding: .utf8))?
+            .trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
+        let shimAlive = !address.isEmpty && ShimStart.answers(ShimSocket.socketPath(of: address))
+        if !shimAlive, let stateDirectory = try? String(contentsOfFile: bundle.vmFile, encoding: .utf8)
             .trimmingCharacters(in: .whitespacesAndNewlines), !stateDirectory.isEmpty {
             failures += await HostCleanup.run(handlesFile: stateDirectory + "/handles.json")
             if failures.isEmpty { unlink(bundle.vmFile) }

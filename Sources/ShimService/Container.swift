@@ -13,6 +13,8 @@ struct Container {
     /// The bundle as the guest sees it (through the Plan9 share).
     let guestBundle: String
     let terminal: Bool
+    /// Below /sys/fs/cgroup in the guest.
+    let cgroupPath: String
     let stdin: String
     let stdout: String
     let stderr: String

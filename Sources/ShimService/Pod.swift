@@ -42,12 +42,16 @@ public actor Pod {
         try mountRootfs(request.rootfs, at: bundle.rootfs)
         do {
             let vm = try await ensureVM(annotations: annotations, bundle: bundle, id: request.id)
+            // Every container's bundle names the pod's VM, so cleanup after a killed shim finds
+            // it from whichever task containerd cleans up.
+            try bundle.write(await vm.stateDirectory, to: bundle.vmFile)
             guard let plan9 = await vm.plan9 else { throw ServiceError.internalError("the VM has no share") }
             try writeGuestConfig(bundle: bundle)
             let share = try await plan9.reserve(hostPath: bundle.path, readOnly: false)
             let guestBundle = try await plan9.mapToGuest(share)
             containers[request.id] = Container(
                 id: request.id, bundle: bundle, share: share, guestBundle: guestBundle, terminal: terminal,
+                cgroupPath: Self.cgroupPath(of: bundle, id: request.id),
                 stdin: request.stdin, stdout: request.stdout, stderr: request.stderr)
         } catch {
             umount2(bundle.rootfs, Int32(MNT_DETACH))
@@ -116,6 +120,13 @@ public actor Pod {
             io.finished.cancel()
             throw ServiceError.from(error)
         }
+        // `crun run` returns nothing when the container is up: Start answers once the
+        // container's cgroup holds a process (or crun has already exited).
+        let procs = "/sys/fs/cgroup\(container.cgroupPath)/cgroup.procs"
+        _ = try? await guest.run(["sh", "-c", """
+            i=0; while [ $i -lt 1000 ]; do [ -s \(procs) ] && exit 0; [ -d /proc/\(response.pid) ] || exit 1; \
+            usleep 5000; i=$((i+1)); done; exit 2
+            """], id: "started-\(id)-\(UInt32.random(in: 0...UInt32.max))")
         // Re-read: Wait calls may have queued up while this awaited.
         containers[id]?.pid = response.pid
         containers[id]?.status = .running
@@ -166,10 +177,20 @@ public actor Pod {
             throw .failedPrecondition("task \(id) is not running")
         }
         guard let vm, let guest = await vm.agentConnection else { throw .failedPrecondition("the VM is not running") }
+        // Every process of the container is in its cgroup; its init is the one that is PID 1
+        // of the container's PID namespace (else the first there). `all` reaches them all.
+        let procs = "/sys/fs/cgroup\(container.cgroupPath)/cgroup.procs"
+        let script = all
+            ? "for p in $(cat \(procs)); do kill -\(signal) $p; done"
+            : """
+              init=""; for p in $(cat \(procs)); do [ -z "$init" ] && init=$p; \
+              if grep -q '^NSpid:.*[[:space:]]1$' /proc/$p/status; then init=$p; break; fi; done; \
+              [ -n "$init" ] && kill -\(signal) $init
+              """
         do {
-            let result = try await guest.run(["crun", "kill"] + (all ? ["--all"] : []) + [id, "\(signal)"], id: "kill-\(id)-\(UInt32.random(in: 0...UInt32.max))")
+            let result = try await guest.run(["sh", "-c", script], id: "kill-\(id)-\(UInt32.random(in: 0...UInt32.max))")
             guard result.exitStatus == 0 else {
-                throw ServiceError.internalError("crun kill: \(String(decoding: result.stderr, as: UTF8.self))")
+                throw ServiceError.internalError("signalling \(id): \(String(decoding: result.stderr, as: UTF8.self))")
             }
         } catch {
             throw ServiceError.from(error)
@@ -188,10 +209,8 @@ public actor Pod {
         umount2(container.bundle.rootfs, Int32(MNT_DETACH))
         unlink(container.bundle.path + "/" + Self.guestConfigName)
         containers[id] = nil
-        if containers.isEmpty {
-            await terminateVM()
-            unlink(container.bundle.vmFile)
-        }
+        if containers.isEmpty { await terminateVM() }
+        unlink(container.bundle.vmFile)
         var event = Containerd_Events_TaskDelete()
         event.containerID = id
         event.pid = container.pid
@@ -237,6 +256,15 @@ public actor Pod {
               id != ".", id != ".." else {
             throw .invalidArgument("invalid task id \(id.debugDescription): letters, digits, '-', '_' and '.' only")
         }
+    }
+
+    /// The container's cgroup (v2) below /sys/fs/cgroup, as crun places it.
+    static func cgroupPath(of bundle: TaskBundle, id: String) -> String {
+        guard let data = FileManager.default.contents(atPath: bundle.configPath),
+              let spec = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
+              let linux = spec["linux"] as? [String: Any], let path = linux["cgroupsPath"] as? String, !path.isEmpty
+        else { return "/" + id }
+        return path.hasPrefix("/") ? path : "/" + path
     }
 
     static func terminal(of bundle: TaskBundle) throws(ServiceError) -> Bool {

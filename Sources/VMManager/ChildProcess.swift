@@ -1,3 +1,4 @@
+import CSkiffSys
 import Glibc
 import Synchronization
 
@@ -58,6 +59,9 @@ public final class ChildProcess: Sendable {
         posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
         posix_spawn_file_actions_addopen(&actions, 1, outputLog, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o600)
         posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        // Nothing else of ours leaks into the child (a shim's listening socket, say, which
+        // would keep answering for a dead shim).
+        skiff_spawn_addclosefrom(&actions, 3)
 
         var attributes = posix_spawnattr_t()
         posix_spawnattr_init(&attributes)

@@ -109,4 +109,51 @@ func skiffQEMUs() -> [Int32] {
             #expect(ok.status == 0, "\(ok.output)")
         }
     }
+
+    @Test func twoContainersOfOnePodShareOneVMThatEndsAfterTheLastDelete() throws {
+        try withContainerd { cd in
+            let pod = "--annotation io.kubernetes.cri.sandbox-id=pod1"
+            #expect(try cd.ctr("run -d \(pod) \(Self.runtime) \(Self.image) p1a sleep 300").status == 0)
+            #expect(try cd.ctr("run -d \(pod) \(Self.runtime) \(Self.image) p1b sleep 300").status == 0)
+            #expect(skiffQEMUs().count == 1, "one VM for the pod")
+            let tasks = try cd.ctr("task ls").output
+            #expect(tasks.contains("p1a") && tasks.contains("p1b") && tasks.components(separatedBy: "RUNNING").count == 3, "\(tasks)")
+            for id in ["p1a", "p1b"] {
+                #expect(try cd.ctr("task kill -s SIGKILL \(id)").status == 0)
+                try waitUntil(cd, task: id, shows: "STOPPED")
+                #expect(try cd.ctr("task delete \(id)").status == 0)
+                if id == "p1a" { #expect(skiffQEMUs().count == 1, "the VM stays while p1b runs") }
+                #expect(try cd.ctr("container delete \(id)").status == 0)
+            }
+            #expect(skiffQEMUs().isEmpty, "the VM ends with the last container")
+        }
+    }
+
+    @Test func sigkillOfTheShimThenContainerdsCleanupLeavesNothing() throws {
+        try withContainerd { cd in
+            #expect(try cd.ctr("run -d \(Self.runtime) \(Self.image) k1 sleep 300").status == 0)
+            #expect(skiffQEMUs().count == 1)
+            _ = try PrivateContainerd.shell("pkill -9 -f '[c]ontainerd-shim-skiff-v2.*-id k1'")
+            // containerd sees the shim go, runs `shim delete`, and marks the task stopped.
+            var state = ""
+            for _ in 0..<200 {
+                state = try cd.ctr("task ls").output
+                if !state.contains("RUNNING") { break }
+                usleep(50_000)
+            }
+            #expect(!state.contains("RUNNING"), "\(state)")
+            for _ in 0..<100 where !skiffQEMUs().isEmpty { usleep(50_000) }
+            _ = try cd.ctr("task delete k1")
+            #expect(try cd.ctr("container delete k1").status == 0)
+        }
+    }
+
+    private func waitUntil(_ cd: PrivateContainerd, task id: String, shows status: String) throws {
+        for _ in 0..<200 {
+            let line = try cd.ctr("task ls").output.split(separator: "\n").first { $0.hasPrefix(id + " ") }
+            if line?.contains(status) == true { return }
+            usleep(50_000)
+        }
+        Issue.record("task \(id) never showed \(status)")
+    }
 }

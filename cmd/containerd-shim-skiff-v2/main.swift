@@ -48,6 +48,11 @@ case .delete:
     exit(0)
 
 case .serve:
+    // A reader that went away (a closed fifo, a dropped connection) is an error to handle,
+    // not a reason to die.
+    signal(SIGPIPE, SIG_IGN)
+    // The listening socket must die with this process: no child may inherit it.
+    _ = fcntl(3, F_SETFD, FD_CLOEXEC)
     // Logs go to the bundle's log fifo, which containerd reads.
     let logFD = open(bundle.logFifo, O_WRONLY | O_NONBLOCK | O_CLOEXEC)
     if logFD >= 0 { dup2(logFD, 2) }

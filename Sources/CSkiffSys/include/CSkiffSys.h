@@ -7,4 +7,5 @@ int skiff_open_pty(int *master, char *slave_name, unsigned long slave_name_len);
 #include <spawn.h>
 int skiff_pipe_cloexec(int fds[2]);
 int skiff_spawn_addchdir(posix_spawn_file_actions_t *actions, const char *path);
+int skiff_spawn_addclosefrom(posix_spawn_file_actions_t *actions, int from);
 #endif
