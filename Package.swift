@@ -206,7 +206,13 @@ let package = Package(
             dependencies: ["VMController", "VMManager"]
         ),
         .testTarget(name: "ShimProcessTests", dependencies: ["ShimProcess"]),
-        .testTarget(name: "ContainerdE2ETests", dependencies: ["VMManager"]),
+        .testTarget(
+            name: "ContainerdE2ETests",
+            dependencies: [
+                "VMManager", "ContainerdAPI", "TTRPC",
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ]
+        ),
         .testTarget(
             name: "StdioMuxTests",
             dependencies: [

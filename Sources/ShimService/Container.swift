@@ -5,7 +5,7 @@ import VMController
 
 /// One container of the pod: its bundle, its share in the VM, its init process.
 struct Container {
-    enum Status { case created, running, stopped }
+    enum Status { case created, running, paused, stopped }
 
     let id: String
     let bundle: TaskBundle
@@ -29,6 +29,7 @@ struct Container {
         switch status {
         case .created: return .created
         case .running: return .running
+        case .paused: return .paused
         case .stopped: return .stopped
         }
     }

@@ -172,7 +172,7 @@ public actor Pod {
     public func kill(id: String, signal: UInt32, all: Bool) async throws(ServiceError) {
         guard let container = containers[id] else { throw .notFound("task \(id) not found") }
         guard signal > 0, signal < 65 else { throw .invalidArgument("signal \(signal) is out of range") }
-        guard container.status == .running else {
+        guard container.status == .running || container.status == .paused else {
             if container.status == .stopped { throw .notFound("task \(id) has already exited") }
             throw .failedPrecondition("task \(id) is not running")
         }
@@ -197,12 +197,78 @@ public actor Pod {
         }
     }
 
+    // MARK: Pause, resume, stats
+
+    /// Freezes (`true`) or thaws the container's cgroup and waits until the kernel says so.
+    public func setFrozen(id: String, _ frozen: Bool) async throws(ServiceError) {
+        guard let container = containers[id] else { throw .notFound("task \(id) not found") }
+        guard container.status == (frozen ? .running : .paused) else {
+            throw .failedPrecondition("task \(id) is \(container.status), not \(frozen ? "running" : "paused")")
+        }
+        let cgroup = "/sys/fs/cgroup\(container.cgroupPath)"
+        let script = """
+            echo \(frozen ? 1 : 0) > \(cgroup)/cgroup.freeze || exit 1
+            i=0; while [ $i -lt 400 ]; do grep -q '^frozen \(frozen ? 1 : 0)$' \(cgroup)/cgroup.events && exit 0; usleep 5000; i=$((i+1)); done; exit 2
+            """
+        try await runInGuest(script, what: frozen ? "pause \(id)" : "resume \(id)")
+        containers[id]?.status = frozen ? .paused : .running
+        if frozen {
+            await events.publish(topic: "/tasks/paused", Containerd_Events_TaskPaused.with { $0.containerID = id })
+        } else {
+            await events.publish(topic: "/tasks/resumed", Containerd_Events_TaskResumed.with { $0.containerID = id })
+        }
+    }
+
+    /// cgroup v2 figures of the container, read in the guest.
+    public func metrics(id: String) async throws(ServiceError) -> Io_Containerd_Cgroups_V2_Metrics {
+        guard let container = containers[id] else { throw .notFound("task \(id) not found") }
+        guard container.status == .running || container.status == .paused else {
+            throw .failedPrecondition("task \(id) is \(container.status)")
+        }
+        let cgroup = "/sys/fs/cgroup\(container.cgroupPath)"
+        let output = try await runInGuest("""
+            cd \(cgroup) || exit 1
+            for f in memory.current memory.max pids.current pids.max; do echo "$f $(cat $f 2>/dev/null)"; done
+            sed 's/^/cpu.stat /' cpu.stat 2>/dev/null; sed 's/^/memory.stat /' memory.stat 2>/dev/null
+            """, what: "metrics of \(id)")
+        return CgroupMetrics.parse(output)
+    }
+
+    public func updateResources(id: String, memoryLimit: Int64?, pidsLimit: Int64?, cpuQuota: Int64?, cpuPeriod: UInt64?) async throws(ServiceError) {
+        guard let container = containers[id] else { throw .notFound("task \(id) not found") }
+        guard container.status == .running || container.status == .paused else { throw .failedPrecondition("task \(id) is \(container.status)") }
+        let cgroup = "/sys/fs/cgroup\(container.cgroupPath)"
+        var lines: [String] = []
+        if let memoryLimit { lines.append("echo \(memoryLimit > 0 ? String(memoryLimit) : "max") > \(cgroup)/memory.max") }
+        if let pidsLimit { lines.append("echo \(pidsLimit > 0 ? String(pidsLimit) : "max") > \(cgroup)/pids.max") }
+        if let cpuQuota { lines.append("echo '\(cpuQuota > 0 ? String(cpuQuota) : "max") \(cpuPeriod ?? 100000)' > \(cgroup)/cpu.max") }
+        guard !lines.isEmpty else { return }
+        try await runInGuest(lines.joined(separator: " && "), what: "update \(id)")
+    }
+
+    @discardableResult
+    private func runInGuest(_ script: String, what: String) async throws(ServiceError) -> String {
+        guard let vm, let guest = await vm.agentConnection else { throw .failedPrecondition("the VM is not running") }
+        let result: GuestConnection.CommandResult
+        do {
+            result = try await guest.run(["sh", "-c", script], id: "op-\(UInt32.random(in: 0...UInt32.max))")
+        } catch {
+            throw ServiceError.from(error)
+        }
+        guard result.exitStatus == 0 else {
+            throw .internalError("\(what): \(String(decoding: result.stderr, as: UTF8.self)) (exit \(result.exitStatus))")
+        }
+        return String(decoding: result.stdout, as: UTF8.self)
+    }
+
     // MARK: Delete, state
 
     public func delete(id: String, execID: String) async throws(ServiceError) -> (UInt32, UInt32, Date) {
         guard execID.isEmpty else { throw .unimplemented("exec processes are not supported yet") }
         guard let container = containers[id] else { throw .notFound("task \(id) not found") }
-        guard container.status != .running else { throw .failedPrecondition("task \(id) is running; kill it first") }
+        guard container.status == .created || container.status == .stopped else {
+            throw .failedPrecondition("task \(id) is \(container.status); kill it first")
+        }
         if let vm, let plan9 = await vm.plan9 {
             do { try await plan9.unmapFromGuest(container.share) } catch { logger.error("unsharing \(id): \(error)") }
         }

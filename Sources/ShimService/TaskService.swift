@@ -102,11 +102,17 @@ public final class TaskService: Containerd_Task_V2_TaskService, Sendable {
     }
 
     public func pause(_ request: Containerd_Task_V2_PauseRequest, context: TTRPCServerContext) async throws -> Google_Protobuf_Empty {
-        throw ServiceError.unimplemented("Pause is not implemented yet")
+        try await handle("Pause", request.id) {
+            try await pod.setFrozen(id: request.id, true)
+            return .init()
+        }
     }
 
     public func resume(_ request: Containerd_Task_V2_ResumeRequest, context: TTRPCServerContext) async throws -> Google_Protobuf_Empty {
-        throw ServiceError.unimplemented("Resume is not implemented yet")
+        try await handle("Resume", request.id) {
+            try await pod.setFrozen(id: request.id, false)
+            return .init()
+        }
     }
 
     public func checkpoint(_ request: Containerd_Task_V2_CheckpointTaskRequest, context: TTRPCServerContext) async throws -> Google_Protobuf_Empty {
@@ -122,10 +128,21 @@ public final class TaskService: Containerd_Task_V2_TaskService, Sendable {
     }
 
     public func update(_ request: Containerd_Task_V2_UpdateTaskRequest, context: TTRPCServerContext) async throws -> Google_Protobuf_Empty {
-        throw ServiceError.unimplemented("Update is not implemented yet")
+        try await handle("Update", request.id) {
+            let resources = try LinuxResources.decode(request.resources)
+            try await pod.updateResources(id: request.id, memoryLimit: resources.memoryLimit, pidsLimit: resources.pidsLimit,
+                                          cpuQuota: resources.cpuQuota, cpuPeriod: resources.cpuPeriod)
+            return .init()
+        }
     }
 
     public func stats(_ request: Containerd_Task_V2_StatsRequest, context: TTRPCServerContext) async throws -> Containerd_Task_V2_StatsResponse {
-        throw ServiceError.unimplemented("Stats is not implemented yet")
+        try await handle("Stats", request.id) {
+            let metrics = try await pod.metrics(id: request.id)
+            var any = Google_Protobuf_Any()
+            any.typeURL = Io_Containerd_Cgroups_V2_Metrics.protoMessageName
+            any.value = try metrics.serializedData()
+            return .with { $0.stats = any }
+        }
     }
 }

@@ -1,6 +1,9 @@
+import ContainerdAPI
 import Foundation
 import Glibc
+import SwiftProtobuf
 import Testing
+import TTRPC
 import VMManager
 
 /// A private containerd (own root, state, socket, config) with Skiff's shim on its PATH and
@@ -66,11 +69,11 @@ func skiffQEMUs() -> [Int32] {
     static let image = "docker.io/library/skiff-test:latest"
     static let runtime = "--runtime io.containerd.skiff.v2"
 
-    private func withContainerd(_ body: (PrivateContainerd) throws -> Void) throws {
+    private func withContainerd(_ body: (PrivateContainerd) async throws -> Void) async throws {
         _ = try GuestImage.locate()
         let containerd = try PrivateContainerd()
         defer { containerd.stop() }
-        try body(containerd)
+        try await body(containerd)
         // No shim, QEMU, mount or VM state left (a shim exits right after its last Shutdown).
         var shims = ""
         for _ in 0..<60 {
@@ -86,8 +89,8 @@ func skiffQEMUs() -> [Int32] {
         #expect(vmDirs.isEmpty, "VM state left: \(vmDirs)")
     }
 
-    @Test func echoPrintsInsideItsOwnVMAndTheExitCodeComesBack() throws {
-        try withContainerd { cd in
+    @Test func echoPrintsInsideItsOwnVMAndTheExitCodeComesBack() async throws {
+        try await withContainerd { cd in
             let run = try cd.ctr("run --rm \(Self.runtime) \(Self.image) e1 sh -c 'echo hello from skiff; uname -r; exit 3'")
             #expect(run.status == 3, "\(run.output)")
             let lines = run.output.split(separator: "\n").map(String.init)
@@ -101,8 +104,8 @@ func skiffQEMUs() -> [Int32] {
         }
     }
 
-    @Test func badIdsAreRefusedCleanly() throws {
-        try withContainerd { cd in
+    @Test func badIdsAreRefusedCleanly() async throws {
+        try await withContainerd { cd in
             let run = try cd.ctr("run --rm \(Self.runtime) \(Self.image) ../x true")
             #expect(run.status != 0)
             let ok = try cd.ctr("run --rm \(Self.runtime) \(Self.image) after-bad-id true")
@@ -110,8 +113,8 @@ func skiffQEMUs() -> [Int32] {
         }
     }
 
-    @Test func twoContainersOfOnePodShareOneVMThatEndsAfterTheLastDelete() throws {
-        try withContainerd { cd in
+    @Test func twoContainersOfOnePodShareOneVMThatEndsAfterTheLastDelete() async throws {
+        try await withContainerd { cd in
             let pod = "--annotation io.kubernetes.cri.sandbox-id=pod1"
             #expect(try cd.ctr("run -d \(pod) \(Self.runtime) \(Self.image) p1a sleep 300").status == 0)
             #expect(try cd.ctr("run -d \(pod) \(Self.runtime) \(Self.image) p1b sleep 300").status == 0)
@@ -129,8 +132,8 @@ func skiffQEMUs() -> [Int32] {
         }
     }
 
-    @Test func sigkillOfTheShimThenContainerdsCleanupLeavesNothing() throws {
-        try withContainerd { cd in
+    @Test func sigkillOfTheShimThenContainerdsCleanupLeavesNothing() async throws {
+        try await withContainerd { cd in
             #expect(try cd.ctr("run -d \(Self.runtime) \(Self.image) k1 sleep 300").status == 0)
             #expect(skiffQEMUs().count == 1)
             _ = try PrivateContainerd.shell("pkill -9 -f '[c]ontainerd-shim-skiff-v2.*-id k1'")
@@ -155,5 +158,40 @@ func skiffQEMUs() -> [Int32] {
             usleep(50_000)
         }
         Issue.record("task \(id) never showed \(status)")
+    }
+
+    @Test func pauseResumeMetricsAndAMemoryUpdate() async throws {
+        try await withContainerd { cd in
+            #expect(try cd.ctr("run -d \(Self.runtime) \(Self.image) m1 sleep 300").status == 0)
+            #expect(try cd.ctr("task pause m1").status == 0)
+            try waitUntil(cd, task: "m1", shows: "PAUSED")
+            #expect(try cd.ctr("task resume m1").status == 0)
+            try waitUntil(cd, task: "m1", shows: "RUNNING")
+            let metrics = try cd.ctr("task metrics m1")
+            #expect(metrics.status == 0, "\(metrics.output)")
+            // ctr prints the cgroup v2 figures it decoded from our Stats answer.
+            #expect(metrics.output.contains("memory.usage_in_bytes") || metrics.output.contains("memory"), "\(metrics.output)")
+            #expect(metrics.output.contains("pids.current"), "\(metrics.output)")
+            // ctr 1.6 has no `task update`: call the shim's Task/Update as containerd does,
+            // with the OCI LinuxResources as JSON in the Any.
+            let address = try String(contentsOfFile: "\(cd.dir)/state/io.containerd.runtime.v2.task/default/m1/address", encoding: .utf8)
+            do {
+                let client = try await TTRPCClient.connect(unixSocket: String(address.dropFirst("unix://".count)))
+                var resources = Google_Protobuf_Any()
+                resources.typeURL = "types.containerd.io/opencontainers/runtime-spec/1/LinuxResources"
+                resources.value = Data(#"{"memory":{"limit":67108864}}"#.utf8)
+                var metadata = TTRPCMetadata()
+                metadata.append("default", for: "containerd-namespace-ttrpc")
+                _ = try await Containerd_Task_V2_TaskClient(client).update(
+                    .with { $0.id = "m1"; $0.resources = resources }, options: TTRPCCallOptions(metadata: metadata))
+                await client.close()
+            }
+            let after = try cd.ctr("task metrics m1").output
+            #expect(after.contains("67108864"), "\(after)")
+            #expect(try cd.ctr("task kill -s SIGKILL m1").status == 0)
+            try waitUntil(cd, task: "m1", shows: "STOPPED")
+            #expect(try cd.ctr("task delete m1").status == 0)
+            #expect(try cd.ctr("container delete m1").status == 0)
+        }
     }
 }

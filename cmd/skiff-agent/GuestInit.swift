@@ -21,6 +21,13 @@ enum GuestInit {
                 log("mount \(m.target): \(String(cString: strerror(errno)))")
             }
         }
+        // Hand the cgroup controllers down, so containers' cgroups can be limited and measured.
+        let controllers = "+cpu +memory +pids +io"
+        let fd = open("/sys/fs/cgroup/cgroup.subtree_control", O_WRONLY | O_CLOEXEC)
+        if fd >= 0 {
+            _ = controllers.withCString { write(fd, $0, strlen($0)) }
+            close(fd)
+        }
         // /dev/ptmx must be the devpts instance's multiplexer.
         unlink("/dev/ptmx")
         symlink("pts/ptmx", "/dev/ptmx")
