@@ -20,9 +20,37 @@ public final class AgentService: Skiff_Agent_V1_AgentService, Sendable {
     /// Modules loaded so far, reported by GuestInfo.
     public let modules: Mutex<[String]> = Mutex([])
 
-    public init(reaper: ExitReaper, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton) {
+    /// Whether the modules loaded after the agent started serving (9p, SCSI, network) are
+    /// all in, and who waits for them.
+    private let modulesReady = Locked<(done: Bool, waiters: [CheckedContinuation<Void, Never>])>((false, []))
+
+    /// `modulesPending`: the caller loads modules in the background and calls
+    /// `markModulesLoaded()` when done; until then, calls that need them (Mount) wait.
+    public init(reaper: ExitReaper, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton, modulesPending: Bool = false) {
         self.reaper = reaper
         self.group = group
+        if !modulesPending { modulesReady.withLock { $0.done = true } }
+    }
+
+    /// Releases the calls waiting for the background modules.
+    public func markModulesLoaded() {
+        let waiters = modulesReady.withLock { state -> [CheckedContinuation<Void, Never>] in
+            state.done = true
+            defer { state.waiters.removeAll() }
+            return state.waiters
+        }
+        waiters.forEach { $0.resume() }
+    }
+
+    private func waitForModules() async {
+        await withCheckedContinuation { continuation in
+            let ready = modulesReady.withLock { state -> Bool in
+                if state.done { return true }
+                state.waiters.append(continuation)
+                return false
+            }
+            if ready { continuation.resume() }
+        }
     }
 
     /// Sets the stdio channel that process streams travel on (replacing a closed one).
@@ -113,6 +141,8 @@ public final class AgentService: Skiff_Agent_V1_AgentService, Sendable {
     }
 
     public func mount(_ request: Skiff_Agent_V1_MountRequest, context: TTRPCServerContext) async throws -> Skiff_Agent_V1_Empty {
+        // A 9p share needs 9pnet_virtio, which may still be loading.
+        await waitForModules()
         try Mounts.mount(source: request.source, target: request.target, fstype: request.fstype, options: request.options)
         return .init()
     }

@@ -2,6 +2,7 @@ import ContainerdAPI
 import Foundation
 import Glibc
 import SwiftProtobuf
+import TTRPC
 import VMController
 
 /// `containerd-shim-skiff-v2 ... -bundle B delete`: containerd's cleanup call, made when the
@@ -16,7 +17,8 @@ public enum ShimDelete {
         // a pod's VM is torn down only when the shim that owns it is really gone.
         let address = (try? String(contentsOfFile: bundle.addressFile, encoding: .utf8))?
             .trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
-        let shimAlive = !address.isEmpty && ShimStart.answers(ShimSocket.socketPath(of: address))
+        var shimAlive = false
+        if !address.isEmpty { shimAlive = await answersTaskCalls(ShimSocket.socketPath(of: address), id: arguments.id) }
         if !shimAlive, let stateDirectory = try? String(contentsOfFile: bundle.vmFile, encoding: .utf8)
             .trimmingCharacters(in: .whitespacesAndNewlines), !stateDirectory.isEmpty {
             failures += await HostCleanup.run(handlesFile: stateDirectory + "/handles.json")
@@ -29,5 +31,18 @@ public enum ShimDelete {
         response.exitStatus = 137
         response.exitedAt = Google_Protobuf_Timestamp(date: Date())
         return ((try? response.serializedData()) ?? Data(), failures)
+    }
+
+    /// Whether a shim on `path` answers a Task call. A bare connect is not enough: a shim that is
+    /// being killed can still hold its listening socket for a moment.
+    static func answersTaskCalls(_ path: String, id: String) async -> Bool {
+        guard ShimStart.answers(path), let client = try? await TTRPCClient.connect(unixSocket: path) else { return false }
+        defer { Task { await client.close() } }
+        do {
+            _ = try await Containerd_Task_V2_TaskClient(client).connect(.with { $0.id = id }, options: TTRPCCallOptions(timeout: .seconds(2)))
+            return true
+        } catch {
+            return false
+        }
     }
 }

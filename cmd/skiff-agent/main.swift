@@ -25,7 +25,7 @@ if arguments.contains("--version") {
 
 let isInit = getpid() == 1
 let reaper = ExitReaper(mode: isInit ? .allChildren : .ownChildren)
-let service = AgentService(reaper: reaper)
+let service = AgentService(reaper: reaper, modulesPending: isInit)
 
 if isInit {
     log("started")
@@ -49,6 +49,7 @@ if isInit {
             service.modules.withLock { $0 += result.loaded }
             result.failures.forEach { log("module \($0)") }
         }
+        service.markModulesLoaded()
         log("all modules loaded")
     }
 }
