@@ -72,8 +72,14 @@ func skiffQEMUs() -> [Int32] {
     private func withContainerd(_ body: (PrivateContainerd) async throws -> Void) async throws {
         _ = try GuestImage.locate()
         let containerd = try PrivateContainerd()
-        defer { containerd.stop() }
-        try await body(containerd)
+        do {
+            try await body(containerd)
+        } catch {
+            containerd.stop()
+            throw error
+        }
+        containerd.stop()
+        #expect(!FileManager.default.fileExists(atPath: containerd.dir), "the private containerd's directory is left")
         // No shim, QEMU, mount or VM state left (a shim exits right after its last Shutdown).
         var shims = ""
         for _ in 0..<60 {
