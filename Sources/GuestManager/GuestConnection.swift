@@ -24,16 +24,16 @@ public final class GuestConnection: Sendable {
 
     /// What `connect` needs to know about the VM while it waits.
     public struct BootWatch: Sendable {
-        /// The console log, whose tail explains a failed boot.
-        public var consoleLog: String
+        /// The end of the console log, which explains a failed boot.
+        public var consoleTail: @Sendable () -> String
         /// Returns once the guest has opened the channels: data sent before is thrown away.
         public var channelsOpen: @Sendable () async throws -> Void
         /// How the VM ended, if it has; polled while waiting.
         public var vmExit: @Sendable () async -> String?
 
-        public init(consoleLog: String, channelsOpen: @escaping @Sendable () async throws -> Void = {},
+        public init(consoleTail: @escaping @Sendable () -> String, channelsOpen: @escaping @Sendable () async throws -> Void = {},
                     vmExit: @escaping @Sendable () async -> String?) {
-            self.consoleLog = consoleLog
+            self.consoleTail = consoleTail
             self.channelsOpen = channelsOpen
             self.vmExit = vmExit
         }
@@ -69,11 +69,11 @@ public final class GuestConnection: Sendable {
                 group.addTask {
                     while ContinuousClock.now < deadline {
                         if let how = await watch.vmExit() {
-                            throw GuestManagerError.vmExitedDuringBoot(how, console: consoleTail(watch.consoleLog))
+                            throw GuestManagerError.vmExitedDuringBoot(how, console: watch.consoleTail())
                         }
                         try await Task.sleep(for: .milliseconds(20))
                     }
-                    throw GuestManagerError.bootTimedOut(after: timeout, console: consoleTail(watch.consoleLog))
+                    throw GuestManagerError.bootTimedOut(after: timeout, console: watch.consoleTail())
                 }
                 defer { group.cancelAll() }
                 guard let first = try await group.next(), let connection = first else {
@@ -84,18 +84,18 @@ public final class GuestConnection: Sendable {
         } catch let error as GuestManagerError {
             throw error
         } catch let status as TTRPCStatus where status.code == .deadlineExceeded {
-            throw .bootTimedOut(after: timeout, console: consoleTail(watch.consoleLog))
+            throw .bootTimedOut(after: timeout, console: watch.consoleTail())
         } catch {
             // A connection dropped during boot usually means QEMU went away: say so once its
             // exit is known, with the console that tells why.
             let settle = ContinuousClock.now + .seconds(2)
             while ContinuousClock.now < settle {
                 if let how = await watch.vmExit() {
-                    throw .vmExitedDuringBoot(how, console: consoleTail(watch.consoleLog))
+                    throw .vmExitedDuringBoot(how, console: watch.consoleTail())
                 }
                 try? await Task.sleep(for: .milliseconds(20))
             }
-            throw .disconnected("\(error); console log ends with:\n\(consoleTail(watch.consoleLog))")
+            throw .disconnected("\(error); console log ends with:\n\(watch.consoleTail())")
         }
     }
 
@@ -126,15 +126,4 @@ public final class GuestConnection: Sendable {
         await agent.client.close()
         await stdio.close()
     }
-}
-
-/// The last lines of the console log, for boot errors.
-func consoleTail(_ path: String, maxBytes: Int = 3000) -> String {
-    guard let handle = FileHandle(forReadingAtPath: path) else { return "(no console log at \(path))" }
-    defer { try? handle.close() }
-    let size = (try? handle.seekToEnd()) ?? 0
-    try? handle.seek(toOffset: size > UInt64(maxBytes) ? size - UInt64(maxBytes) : 0)
-    let text = String(decoding: (try? handle.readToEnd()) ?? Data(), as: UTF8.self)
-    let trimmed = text.trimmingCharacters(in: .whitespacesAndNewlines)
-    return trimmed.isEmpty ? "(the console log is empty)" : trimmed
 }

@@ -12,6 +12,7 @@ struct FifoIO: Sendable {
     let stdout: UInt32?
     let stderr: UInt32?
     let finished: Task<Void, Never>
+    private let receivers: [MuxReceiver]
 
     /// Opens the paths containerd gave and starts pumping. Empty paths stay unconnected.
     static func start(stdin: String, stdout: String, stderr: String, terminal: Bool,
@@ -33,7 +34,13 @@ struct FifoIO: Sendable {
                 }
             }
         }
-        return FifoIO(stdin: ids.0, stdout: ids.1, stderr: ids.2, finished: finished)
+        return FifoIO(stdin: ids.0, stdout: ids.1, stderr: ids.2, finished: finished,
+                      receivers: [outReceiver, errReceiver].compactMap { $0 })
+    }
+
+    /// For a process that never started: ends the output pumps, which close their fifos.
+    func abandon() {
+        receivers.forEach { $0.reset() }
     }
 
     private static func open(output path: String) throws(ServiceError) -> Int32? {

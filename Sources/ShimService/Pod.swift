@@ -117,7 +117,7 @@ public actor Pod {
                 if let s = io.stderr { $0.stderrStream = s }
             })
         } catch {
-            io.finished.cancel()
+            io.abandon()
             throw ServiceError.from(error)
         }
         // `crun run` returns nothing when the container is up: Start answers once the

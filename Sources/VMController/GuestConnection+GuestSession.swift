@@ -39,6 +39,6 @@ public struct AgentSocketConnector: GuestAgentConnector {
         }
         return try await GuestConnection.connect(
             controlSocket: control.socketPath, stdioSocket: stdio.socketPath, timeout: timeout,
-            watch: .init(consoleLog: document.consoleLog, channelsOpen: channelsOpen, vmExit: vmExit))
+            watch: .init(consoleTail: { logTail(document.consoleLog) }, channelsOpen: channelsOpen, vmExit: vmExit))
     }
 }

@@ -56,13 +56,13 @@ public actor QEMUVirtualMachine {
         let deadline = ContinuousClock.now + timeout
         while true {
             if let status = child.exitStatus {
-                throw .startFailed("QEMU \(status) before QMP was ready: \(tail(of: document.qemuLog))")
+                throw .startFailed("QEMU \(status) before QMP was ready: \(logTail(document.qemuLog))")
             }
             if access(document.qmpSocket, F_OK) == 0, let client = try? await QMPClient.connect(unixSocket: document.qmpSocket) {
                 return client
             }
             if ContinuousClock.now >= deadline {
-                throw .timedOut("QEMU's QMP socket did not answer within \(timeout): \(tail(of: document.qemuLog))")
+                throw .timedOut("QEMU's QMP socket did not answer within \(timeout): \(logTail(document.qemuLog))")
             }
             try? await Task.sleep(for: .milliseconds(5))
         }
@@ -163,13 +163,14 @@ public actor QEMUVirtualMachine {
     }
 }
 
-/// The last lines of a log file, for error messages.
-func tail(of path: String, maxBytes: Int = 2048) -> String {
+/// The end of a log file (QEMU's own log, the guest console), for error messages that say
+/// what the VM printed before it failed.
+public func logTail(_ path: String, maxBytes: Int = 3000) -> String {
     guard let handle = FileHandle(forReadingAtPath: path) else { return "(no log at \(path))" }
     defer { try? handle.close() }
     let size = (try? handle.seekToEnd()) ?? 0
     try? handle.seek(toOffset: size > UInt64(maxBytes) ? size - UInt64(maxBytes) : 0)
     let data = (try? handle.readToEnd()) ?? Data()
     let text = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
-    return text.isEmpty ? "(empty log)" : text
+    return text.isEmpty ? "(the log is empty)" : text
 }

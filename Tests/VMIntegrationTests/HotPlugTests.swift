@@ -19,7 +19,7 @@ import VMManager
             guard case let .virtioSerial(control, stdio) = document.agentChannel else { throw VMManagerError.invalidConfiguration("serial") }
             let guest = try await GuestConnection.connect(
                 controlSocket: control.socketPath, stdioSocket: stdio.socketPath, timeout: .seconds(90),
-                watch: .init(consoleLog: document.consoleLog, channelsOpen: { try await vm.waitForAgentPorts(timeout: .seconds(90)) },
+                watch: .init(consoleTail: { logTail(document.consoleLog) }, channelsOpen: { try await vm.waitForAgentPorts(timeout: .seconds(90)) },
                              vmExit: { await vm.exitStatus.map { "\($0)" } }))
             defer { Task { await guest.close() } }
             func sh(_ script: String) async throws -> String {
