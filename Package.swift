@@ -132,7 +132,7 @@ let package = Package(
         .executableTarget(
             name: "skiff-agent",
             dependencies: [
-                "GuestAgent", "StdioMux", "TTRPC",
+                "GuestAgent", "StdioMux", "TTRPC", "CSkiffSys",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ],

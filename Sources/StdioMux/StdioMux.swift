@@ -19,13 +19,16 @@ public final class StdioMux: Sendable {
         self.state = Mutex(MuxState())
     }
 
-    /// Adds the frame codec to `channel` and returns the multiplexer over it.
+    /// Adds the frame codec to `channel` and returns the multiplexer over it. Create the
+    /// channel with `autoRead` off, so nothing is read (and dropped) before the codec is in
+    /// place; reading starts once it is.
     public static func attach(to channel: any Channel) async throws -> StdioMux {
         let mux = StdioMux(channel: channel)
         try await channel.eventLoop.submit {
             try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(MuxFrameDecoder()))
             try channel.pipeline.syncOperations.addHandler(MuxInboundHandler(mux: mux))
         }.get()
+        try await channel.setOption(.autoRead, value: true)
         return mux
     }
 
@@ -33,6 +36,7 @@ public final class StdioMux: Sendable {
     public static func connect(unixSocket path: String, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton) async throws -> StdioMux {
         let channel = try await ClientBootstrap(group: group)
             .channelOption(.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: 256 << 10))
+            .channelOption(.autoRead, value: false)
             .connect(unixDomainSocketPath: path).get()
         return try await attach(to: channel)
     }

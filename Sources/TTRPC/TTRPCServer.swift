@@ -32,11 +32,14 @@ public struct TTRPCServer: Sendable {
         try pipeline.addHandler(ServerConnectionHandler(registry: registry, logger: logger))
     }
 
-    /// Serves ttrpc on an already connected channel from any thread.
+    /// Serves ttrpc on an already connected channel from any thread. Create the channel with
+    /// `autoRead` off: bytes read before the handlers are in place would be dropped (a peer's
+    /// first request, typically). Reading starts once they are.
     public func serve(on channel: any Channel) async throws {
         try await channel.eventLoop.submit {
             try self.configureSynchronously(channel.pipeline.syncOperations)
         }.get()
+        try await channel.setOption(.autoRead, value: true)
     }
 
     /// Listens on a unix socket at `path` (replacing a stale socket file) and serves every

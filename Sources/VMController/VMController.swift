@@ -123,6 +123,7 @@ public actor VMController {
                 throw .startFailed("recording handles: \(error)", state: state)
             }
             let host = makeHost(document)
+            let begun = ContinuousClock.now
             do {
                 try await host.start(timeout: .seconds(30))
             } catch {
@@ -131,6 +132,7 @@ public actor VMController {
             }
             self.host = host
             startTime = Date()
+            let qemuUp = ContinuousClock.now - begun
             watchExit(of: host)
             do {
                 let guest = try await connector.connect(
@@ -145,6 +147,7 @@ public actor VMController {
                 throw .startFailed("\(error)", state: .invalid)
             }
             state = .running
+            logger.info("VM running: QEMU up after \(qemuUp), the agent answered after \(ContinuousClock.now - begun)")
         }
     }
 

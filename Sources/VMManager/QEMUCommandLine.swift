@@ -11,17 +11,28 @@ public enum QEMUCommandLine {
     public static let agentPortID = "agentport"
     public static let stdioPortID = "stdioport"
 
+    /// The CPU model under TCG: every feature QEMU can emulate except ERMS and FSRM. With
+    /// those, the guest kernel copies memory with `rep movsb`, which TCG runs a byte at a
+    /// time; without them it copies eight bytes a step. Unpacking the initramfs takes half as
+    /// long (0.21 s against 0.10 s for 29 MB), and so does every copy to and from user space.
+    public static let tcgCPUModel = "max,-erms,-fsrm"
+
+    /// The id of hot-plug root port `slot`, the bus a hot-added PCI device goes on.
+    public static func hotplugSlotID(_ slot: Int) -> String { "hp\(slot)" }
+
     public static func arguments(for d: VMDocument) -> [String] {
-        var args = ["-name", "skiff-\(d.id)", "-machine", "pc", "-nodefaults", "-no-user-config",
+        // q35 rather than pc: its ACPI interrupt routing is a table, where pc's is an AML loop
+        // that costs the boot 0.1 s per PCI device under emulation. No SATA, SMBus or vmport.
+        var args = ["-name", "skiff-\(d.id)", "-machine", "q35,sata=off,smbus=off,vmport=off", "-nodefaults", "-no-user-config",
                     "-nographic", "-no-reboot", "-S", "-pidfile", d.pidFile]
         switch d.accelerator {
         case .kvm:
             args += ["-accel", "kvm", "-cpu", "host"]
         case .tcg:
-            args += ["-accel", d.tcgTranslationCacheMiB.map { "tcg,tb-size=\($0)" } ?? "tcg", "-cpu", "max"]
+            args += ["-accel", d.tcgTranslationCacheMiB.map { "tcg,tb-size=\($0)" } ?? "tcg", "-cpu", tcgCPUModel]
         }
         if let firmware = d.firmware { args += ["-bios", firmware] }
-        args += ["-m", "\(d.memoryMiB)", "-smp", "\(d.vcpus)"]
+        args += ["-m", "\(d.memoryMiB)", "-smp", d.maxVCPUs.map { "\(d.vcpus),maxcpus=\($0)" } ?? "\(d.vcpus)"]
         args += ["-kernel", d.kernel, "-initrd", d.initrd, "-append", d.kernelArguments.joined(separator: " ")]
         args += ["-chardev", "socket,id=qmp,path=\(d.qmpSocket),server=on,wait=off", "-mon", "chardev=qmp,mode=control"]
         args += ["-chardev", "file,id=console,path=\(d.consoleLog)", "-serial", "chardev:console"]
@@ -43,7 +54,11 @@ public enum QEMUCommandLine {
                      "-device", "virtio-9p-pci,id=share0,fsdev=fs0,mount_tag=\(share.tag)"]
         }
         if d.balloon { args += ["-device", "virtio-balloon-pci,id=balloon0,free-page-reporting=on"] }
-        args += ["-device", "virtio-rng-pci"]
+        for slot in 0..<d.pciHotplugSlots {
+            args += ["-device", "pcie-root-port,id=\(hotplugSlotID(slot)),bus=pcie.0,chassis=\(slot + 1)"]
+        }
+        // No virtio-rng: the CPU's RDRAND seeds the guest's RNG at once, and each PCI device
+        // costs the boot about 0.1 s of ACPI interrupt routing under emulation.
         return args
     }
 }

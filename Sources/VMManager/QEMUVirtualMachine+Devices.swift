@@ -23,12 +23,30 @@ extension QEMUVirtualMachine {
         ])
     }
 
-    /// Hot-adds a PCI device of `driver` (for example `vfio-pci` with a `host` property).
+    /// Hot-adds a PCI device of `driver` (for example `vfio-pci` with a `host` property) on a
+    /// free hot-plug root port.
     public func addPCIDevice(id: String, driver: String, properties: [String: JSONValue] = [:]) async throws(VMManagerError) {
         var arguments = properties
         arguments["driver"] = .string(driver)
         arguments["id"] = .string(id)
-        try await execute("device_add", arguments)
+        try await addOnHotplugSlot(id: id, arguments)
+    }
+
+    /// `device_add` on the first free root port, which stays taken until `removeDevice`.
+    private func addOnHotplugSlot(id: String, _ arguments: [String: JSONValue]) async throws(VMManagerError) {
+        guard !hotplugSlots.contains(id) else { throw .invalidConfiguration("a device \(id) is already plugged") }
+        guard let slot = hotplugSlots.firstIndex(of: nil) else {
+            throw .invalidConfiguration("all \(hotplugSlots.count) PCI hot-plug slots are taken")
+        }
+        var arguments = arguments
+        arguments["bus"] = .string(QEMUCommandLine.hotplugSlotID(slot))
+        hotplugSlots[slot] = id
+        do {
+            try await execute("device_add", arguments)
+        } catch {
+            hotplugSlots[slot] = nil
+            throw error
+        }
     }
 
     /// Hot-adds a virtio NIC on a tap device QEMU opens by name.
@@ -36,8 +54,8 @@ extension QEMUVirtualMachine {
         try await execute("netdev_add", ["type": "tap", "id": .string("net-\(id)"), "ifname": .string(tap),
                                           "script": "no", "downscript": "no"])
         do {
-            try await execute("device_add", ["driver": "virtio-net-pci", "id": .string(id),
-                                              "netdev": .string("net-\(id)"), "mac": .string(mac)])
+            try await addOnHotplugSlot(id: id, ["driver": "virtio-net-pci", "id": .string(id),
+                                                 "netdev": .string("net-\(id)"), "mac": .string(mac)])
         } catch {
             try? await execute("netdev_del", ["id": .string("net-\(id)")])
             throw error
@@ -54,6 +72,7 @@ extension QEMUVirtualMachine {
     public func removeDevice(id: String, timeout: Duration = .seconds(10)) async throws(VMManagerError) {
         try await execute("device_del", ["id": .string(id)])
         try await waitForDeviceDeleted(id, timeout: timeout)
+        if let slot = hotplugSlots.firstIndex(of: id) { hotplugSlots[slot] = nil }
     }
 
     /// Asks the guest, through the balloon, to give back memory down to `bytes`.

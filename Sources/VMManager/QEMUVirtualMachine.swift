@@ -17,6 +17,8 @@ public actor QEMUVirtualMachine {
     private var deletedDevices: Set<String> = []
     /// Serial ports the guest has open (from VSERPORT_CHANGE), and who waits for them.
     private var openPorts: Set<String> = []
+    /// Which hot-plug root port holds which device id (nil: free).
+    var hotplugSlots: [String?]
     private var portWaiters: [CheckedContinuation<Void, Never>] = []
     /// Wall-clock time QEMU was started, for the controller's StartTime.
     public private(set) var startedAt: Date?
@@ -24,6 +26,7 @@ public actor QEMUVirtualMachine {
     public init(document: VMDocument, binary: String = "/usr/bin/" + QEMUCommandLine.binary) {
         self.document = document
         self.binary = binary
+        hotplugSlots = Array(repeating: nil, count: document.pciHotplugSlots)
     }
 
     /// QEMU's pid once started.

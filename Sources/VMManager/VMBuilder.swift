@@ -11,12 +11,26 @@ public struct VMBuilder: Sendable {
     public static let agentPortName = "skiff.agent"
     public static let stdioPortName = "skiff.stdio"
 
+    /// The guest kernel's command line. Besides the console and `panic=-1` (a panic ends the
+    /// VM at once), each flag removes boot work a utility VM does not need; measured under TCG
+    /// with the boot floor, together they take the guest from about 2.2 s to 1.8 s of uptime.
+    /// (ACPI interrupt routing stays: without it the balloon, which has no MSI-X, gets an
+    /// edge-triggered interrupt and never hears from the host. On q35 it is cheap.)
+    /// - `cryptomgr.notests`: no self-tests of the kernel's crypto algorithms (0.3 s).
+    /// - `tsc=reliable no_timer_check`: no clocksource watchdog or timer check in a VM.
+    /// - `i8042.*`: no probing for a PS/2 keyboard or mouse.
+    /// - `init_on_alloc=0`: pages are not zeroed twice.
+    public static let defaultKernelArguments = [
+        "console=ttyS0", "quiet", "panic=-1", "init_on_alloc=0", "cryptomgr.notests",
+        "tsc=reliable", "no_timer_check", "i8042.noaux", "i8042.nomux", "i8042.nopnp", "i8042.dumbkbd",
+    ]
+
     private var document: VMDocument
 
     public init(id: String, stateDirectory: String, kernel: String, initrd: String) {
         document = VMDocument(
             id: id, memoryMiB: 256, vcpus: 1, kernel: kernel, initrd: initrd,
-            kernelArguments: ["console=ttyS0", "quiet", "panic=-1", "init_on_alloc=0"],
+            kernelArguments: Self.defaultKernelArguments,
             accelerator: .tcg, tcgTranslationCacheMiB: 64,
             agentChannel: .virtioSerial(
                 control: .init(socketPath: stateDirectory + "/agent.sock", name: Self.agentPortName),
@@ -40,6 +54,9 @@ public struct VMBuilder: Sendable {
     }
     public func firmware(_ path: String?) -> VMBuilder { with { $0.firmware = path } }
     public func balloon(_ enabled: Bool) -> VMBuilder { with { $0.balloon = enabled } }
+    public func pciHotplugSlots(_ count: Int) -> VMBuilder { with { $0.pciHotplugSlots = count } }
+    /// Lets the VM grow to `count` vCPUs by hot-adding (`QEMUVirtualMachine.setVCPUs`).
+    public func maxVCPUs(_ count: Int?) -> VMBuilder { with { $0.maxVCPUs = count } }
 
     /// The document, after checking what QEMU would otherwise reject late and obscurely.
     public func build() throws(VMManagerError) -> VMDocument {
@@ -49,6 +66,10 @@ public struct VMBuilder: Sendable {
         }
         guard d.memoryMiB >= 64 else { throw .invalidConfiguration("memory \(d.memoryMiB) MiB is below the 64 MiB minimum") }
         guard (1...64).contains(d.vcpus) else { throw .invalidConfiguration("vCPUs \(d.vcpus) must be 1 to 64") }
+        if let max = d.maxVCPUs, !(d.vcpus...64).contains(max) {
+            throw .invalidConfiguration("maximum vCPUs \(max) must be \(d.vcpus) to 64")
+        }
+        guard (0...16).contains(d.pciHotplugSlots) else { throw .invalidConfiguration("PCI hot-plug slots \(d.pciHotplugSlots) must be 0 to 16") }
         guard (0...8).contains(d.scsiControllers) else { throw .invalidConfiguration("SCSI controllers \(d.scsiControllers) must be 0 to 8") }
         guard !d.kernel.isEmpty, !d.initrd.isEmpty else { throw .invalidConfiguration("kernel and initrd are required") }
         if let share = d.sharedDirectory {

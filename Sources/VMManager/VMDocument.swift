@@ -64,6 +64,11 @@ public struct VMDocument: Sendable, Codable, Equatable {
     public var balloon: Bool
     /// Firmware image; qboot boots a kernel directly and faster than SeaBIOS.
     public var firmware: String?
+    /// PCIe root ports (`hp0`, `hp1`, ...) kept empty for hot-plugged PCI devices and NICs:
+    /// the q35 root bus itself takes no hot-plug.
+    public var pciHotplugSlots: Int = 4
+    /// vCPUs the VM may grow to by hot-adding; nil means `vcpus` (no growth).
+    public var maxVCPUs: Int?
 
     public init(
         id: String, memoryMiB: Int, vcpus: Int, kernel: String, initrd: String,

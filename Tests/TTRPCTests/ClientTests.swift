@@ -147,6 +147,26 @@ import Testing
         try? await serverChannel.close()
     }
 
+    /// The agent's port may hold the host's first request before the server is in place: a
+    /// channel made with autoRead off keeps it, and `serve` starts reading once it can answer.
+    @Test func requestWaitingBeforeServeStartsIsAnswered() async throws {
+        var fds: [Int32] = [0, 0]
+        guard socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &fds) == 0 else {
+            throw TTRPCStatus(.internal, "socketpair failed")
+        }
+        let group = MultiThreadedEventLoopGroup.singleton
+        let client = try await TTRPCClient.attach(to: try await NIOPipeBootstrap(group: group).takingOwnershipOfDescriptor(inputOutput: fds[1]).get())
+        let answer = Task { try await client.probe("Echo", "sent early", options: TTRPCCallOptions(timeout: .seconds(5))) }
+        let serverChannel = try await NIOPipeBootstrap(group: group)
+            .channelOption(.autoRead, value: false)
+            .takingOwnershipOfDescriptor(inputOutput: fds[0]).get()
+        try await Task.sleep(for: .milliseconds(50))
+        try await TTRPCServer(services: [ProbeService()]).serve(on: serverChannel)
+        #expect(try await answer.value == "sent early")
+        await client.close()
+        try? await serverChannel.close()
+    }
+
     /// A server and a client joined by a socketpair, standing in for the agent's virtio-serial
     /// port: no listener and no socket path, just two connected ends wrapped as NIO channels.
     private func connectedPair() async throws -> (any Channel, TTRPCClient) {

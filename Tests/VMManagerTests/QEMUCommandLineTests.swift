@@ -8,12 +8,12 @@ import Testing
     @Test func defaultDocumentDerivesTheFullTCGCommandLine() throws {
         let args = QEMUCommandLine.arguments(for: try base.build())
         #expect(args == [
-            "-name", "skiff-pod1", "-machine", "pc", "-nodefaults", "-no-user-config", "-nographic", "-no-reboot",
+            "-name", "skiff-pod1", "-machine", "q35,sata=off,smbus=off,vmport=off", "-nodefaults", "-no-user-config", "-nographic", "-no-reboot",
             "-S", "-pidfile", "/run/skiff/pod1/qemu.pid",
-            "-accel", "tcg,tb-size=64", "-cpu", "max",
+            "-accel", "tcg,tb-size=64", "-cpu", "max,-erms,-fsrm",
             "-bios", "/usr/share/qemu/qboot.rom",
             "-m", "256", "-smp", "1",
-            "-kernel", "/k/vmlinuz", "-initrd", "/k/initrd", "-append", "console=ttyS0 quiet panic=-1 init_on_alloc=0",
+            "-kernel", "/k/vmlinuz", "-initrd", "/k/initrd", "-append", "console=ttyS0 quiet panic=-1 init_on_alloc=0 cryptomgr.notests tsc=reliable no_timer_check i8042.noaux i8042.nomux i8042.nopnp i8042.dumbkbd",
             "-chardev", "socket,id=qmp,path=/run/skiff/pod1/qmp.sock,server=on,wait=off", "-mon", "chardev=qmp,mode=control",
             "-chardev", "file,id=console,path=/run/skiff/pod1/console.log", "-serial", "chardev:console",
             "-device", "virtio-serial-pci,id=vser0",
@@ -23,7 +23,8 @@ import Testing
             "-device", "virtserialport,bus=vser0.0,chardev=stdio,id=stdioport,name=skiff.stdio",
             "-device", "virtio-scsi-pci,id=scsi0",
             "-device", "virtio-balloon-pci,id=balloon0,free-page-reporting=on",
-            "-device", "virtio-rng-pci",
+            "-device", "pcie-root-port,id=hp0,bus=pcie.0,chassis=1", "-device", "pcie-root-port,id=hp1,bus=pcie.0,chassis=2",
+            "-device", "pcie-root-port,id=hp2,bus=pcie.0,chassis=3", "-device", "pcie-root-port,id=hp3,bus=pcie.0,chassis=4",
         ])
     }
 

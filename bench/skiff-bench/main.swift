@@ -2,6 +2,7 @@ import Foundation
 import GuestManager
 import NIOCore
 import NIOPosix
+import Synchronization
 import VMController
 import VMManager
 
@@ -27,9 +28,11 @@ func median(_ xs: [Double]) -> Double { let s = xs.sorted(); return s[s.count / 
 /// QEMU start (as the VM manager does it) to the floor's READY line on the agent port.
 func floorBoot(_ round: Int) async throws -> Double {
     let state = "\(root)/floor\(round)"
-    try FileManager.default.createDirectory(atPath: state, withIntermediateDirectories: true)
+    try FileManager.default.createDirectory(atPath: state + "/share", withIntermediateDirectories: true)
     defer { try? FileManager.default.removeItem(atPath: state) }
-    let document = try VMBuilder(id: "floor\(round)", stateDirectory: state, kernel: image.kernel, initrd: image.floor).build()
+    // The same VM as the agent's below (share included): only the initramfs differs.
+    let document = try VMBuilder(id: "floor\(round)", stateDirectory: state, kernel: image.kernel, initrd: image.floor)
+        .share(hostPath: state + "/share", tag: "skiffshare").build()
     let vm = QEMUVirtualMachine(document: document)
     let started = ContinuousClock.now
     try await vm.start()
@@ -86,6 +89,37 @@ func agentBoot(_ round: Int, measureStdio: Bool) async throws -> (boot: Double, 
     return (boot, mbps, idle, rss)
 }
 
+/// Where the agent's boot goes, step by step as the VM controller takes them: QEMU up with QMP
+/// answering, the guest opening its ports, the first ping answered.
+func agentPhases(_ round: Int) async throws -> (qemu: Double, ports: Double, ping: Double) {
+    let state = "\(root)/phases\(round)"
+    try FileManager.default.createDirectory(atPath: state + "/share", withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(atPath: state) }
+    let document = try VMBuilder(id: "phases\(round)", stateDirectory: state, kernel: image.kernel, initrd: image.initrd)
+        .share(hostPath: state + "/share", tag: "skiffshare").build()
+    guard case let .virtioSerial(control, stdio) = document.agentChannel else { fatalError("virtio-serial expected") }
+    let vm = QEMUVirtualMachine(document: document)
+    let t0 = ContinuousClock.now
+    try await vm.start()
+    let t1 = ContinuousClock.now
+    let portsOpen = Mutex<ContinuousClock.Instant?>(nil)
+    let guest = try await GuestConnection.connect(
+        controlSocket: control.socketPath, stdioSocket: stdio.socketPath, timeout: .seconds(60),
+        watch: .init(consoleTail: { "" }, channelsOpen: {
+            try await vm.waitForAgentPorts(timeout: .seconds(60))
+            portsOpen.withLock { $0 = .now }
+        }, vmExit: { nil }))
+    let t3 = ContinuousClock.now
+    if ProcessInfo.processInfo.environment["SKIFF_BENCH_CONSOLE"] != nil, seconds(t3 - t1) > 0 {
+        say((try? String(contentsOfFile: document.consoleLog, encoding: .utf8)) ?? "")
+    }
+    await guest.close()
+    _ = try await vm.terminate()
+    await vm.close()
+    let t2 = portsOpen.withLock { $0 } ?? t3
+    return (seconds(t1 - t0), seconds(t2 - t1), seconds(t3 - t2))
+}
+
 var floors: [Double] = []
 var agents: [Double] = []
 var throughput: Double?
@@ -100,6 +134,14 @@ for round in 0..<rounds {
     idle = idle ?? result.idleMB
     say(String(format: "round %d: floor %.3f s, StartVM to agent ready %.3f s", round + 1, floors.last!, agents.last!))
 }
+if let n = ProcessInfo.processInfo.environment["SKIFF_BENCH_PHASES"].flatMap(Int.init) {
+    for i in 1...n {
+        let p = try await agentPhases(100 + i)
+        say(String(format: "phases: %.3f %.3f %.3f", p.qemu, p.ports, p.ping))
+    }
+}
+let phases = try await agentPhases(0)
+say(String(format: "agent boot phases: QEMU and QMP up %.3f s, guest opens its ports %.3f s, first ping %.3f s", phases.qemu, phases.ports, phases.ping))
 let accel = document(for: image)
 say(String(format: "boot floor (QEMU start to READY, %@): median %.3f s over %d", accel, median(floors), rounds))
 say(String(format: "StartVM to agent ready: median %.3f s over %d", median(agents), rounds))

@@ -1,3 +1,4 @@
+import CSkiffSys
 import Glibc
 import GuestAgent
 import NIOCore
@@ -40,9 +41,12 @@ if isInit {
     service.modules.withLock { $0 = loaded }
     log("channel modules loaded: \(loaded.joined(separator: " "))")
     // The rest load while the agent serves, on a thread of their own: each finit_module
-    // blocks for a while under emulation, and must not hold up the concurrency pool.
+    // blocks for a while under emulation, and must not hold up the concurrency pool. At idle
+    // priority, so that on one vCPU opening the ports and answering the host's first request
+    // come first (a Mount that needs these modules waits for them anyway).
     let rest = loader
     startThread {
+        if skiff_set_thread_idle_priority() != 0 { log("idle priority for the module loader: errno \(errno)") }
         var loader = rest
         for module in ModuleLoader.otherModules {
             let result = loader.load(module)
@@ -83,6 +87,8 @@ func serveForever(path: String, _ serve: @escaping @Sendable (any Channel) async
         do {
             let channel = try await NIOPipeBootstrap(group: MultiThreadedEventLoopGroup.singleton)
                 .channelOption(.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: 64 << 10))
+                // Not before `serve` has put its handlers in: the host's first request would be lost.
+                .channelOption(.autoRead, value: false)
                 .takingOwnershipOfDescriptor(inputOutput: fd).get()
             try await serve(channel)
             log("\(path): serving")

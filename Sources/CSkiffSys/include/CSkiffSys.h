@@ -8,4 +8,6 @@ int skiff_open_pty(int *master, char *slave_name, unsigned long slave_name_len);
 int skiff_pipe_cloexec(int fds[2]);
 int skiff_spawn_addchdir(posix_spawn_file_actions_t *actions, const char *path);
 int skiff_spawn_addclosefrom(posix_spawn_file_actions_t *actions, int from);
+/// Puts the calling thread under SCHED_IDLE: it runs only when nothing else wants the CPU.
+int skiff_set_thread_idle_priority(void);
 #endif
