@@ -17,6 +17,7 @@ public final class AgentService: Skiff_Agent_V1_AgentService, Sendable {
     private let processes = Mutex<[String: GuestProcess]>([:])
     private let mux = Mutex<StdioMux?>(nil)
     private let startedAt = ContinuousClock.now
+    private let cpus: CPUOnline
     /// Modules loaded so far, reported by GuestInfo.
     public let modules: Mutex<[String]> = Mutex([])
 
@@ -26,8 +27,10 @@ public final class AgentService: Skiff_Agent_V1_AgentService, Sendable {
 
     /// `modulesPending`: the caller loads modules in the background and calls
     /// `markModulesLoaded()` when done; until then, calls that need them (Mount) wait.
-    public init(reaper: ExitReaper, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton, modulesPending: Bool = false) {
+    public init(reaper: ExitReaper, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton, modulesPending: Bool = false,
+                cpus: CPUOnline = CPUOnline()) {
         self.reaper = reaper
+        self.cpus = cpus
         self.group = group
         if !modulesPending { modulesReady.withLock { $0.done = true } }
     }
@@ -150,6 +153,12 @@ public final class AgentService: Skiff_Agent_V1_AgentService, Sendable {
     public func unmount(_ request: Skiff_Agent_V1_UnmountRequest, context: TTRPCServerContext) async throws -> Skiff_Agent_V1_Empty {
         try Mounts.unmount(target: request.target, detach: request.detach, remove: request.remove)
         return .init()
+    }
+
+    public func onlineCPUs(_ request: Skiff_Agent_V1_OnlineCPUsRequest, context: TTRPCServerContext) async throws -> Skiff_Agent_V1_OnlineCPUsResponse {
+        guard request.timeoutMs <= 60_000 else { throw AgentError.invalidArgument("timeout_ms \(request.timeoutMs) is above 60000") }
+        let online = try await cpus.onlineAll(wanted: Int(request.wanted), timeout: .milliseconds(Int(request.timeoutMs)))
+        return .with { $0.online = UInt32(online) }
     }
 
     public func dumpStacks(_ request: Skiff_Agent_V1_DumpStacksRequest, context: TTRPCServerContext) async throws -> Skiff_Agent_V1_DumpStacksResponse {

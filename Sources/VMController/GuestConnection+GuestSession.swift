@@ -1,4 +1,5 @@
 import GuestManager
+import TTRPC
 import VMManager
 
 extension GuestConnection: GuestSession {
@@ -9,6 +10,15 @@ extension GuestConnection: GuestSession {
 
     public func dumpStacks() async throws -> String {
         try await agent.dumpStacks(.init()).stacks
+    }
+
+    public func onlineCPUs(wanted: Int, timeout: Duration) async throws -> Int {
+        let milliseconds = timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000
+        let answer = try await agent.onlineCPUs(.with {
+            $0.wanted = UInt32(clamping: wanted)
+            $0.timeoutMs = UInt32(clamping: milliseconds)
+        }, options: TTRPCCallOptions(timeout: timeout + .seconds(5)))
+        return Int(answer.online)
     }
 
     public func mount(source: String, target: String, fstype: String, options: [String]) async throws {

@@ -291,6 +291,31 @@ public actor VMController {
         }
     }
 
+    /// Grows the VM to `count` vCPUs: QEMU hot-adds them and the guest agent brings them
+    /// online. The VM must have been built with room (`VMBuilder.maxVCPUs`); vCPUs only grow.
+    public func update(vcpus count: Int) async throws(VMControllerError) {
+        try await serialized { () throws(VMControllerError) in
+            guard state == .running, let host, let guest else { throw .wrongState(operation: "Update", state: state) }
+            do {
+                try await host.setVCPUs(count)
+            } catch let error as VMManagerError {
+                if case .invalidConfiguration = error { throw .invalidArgument(error.description) }
+                throw .operationFailed("\(error)")
+            } catch {
+                throw .operationFailed("\(error)")
+            }
+            let online: Int
+            do {
+                online = try await guest.onlineCPUs(wanted: count, timeout: .seconds(10))
+            } catch {
+                throw .operationFailed("bringing the new vCPUs online in the guest: \(error)")
+            }
+            guard online >= count else {
+                throw .operationFailed("\(count) vCPUs plugged but only \(online) came online in the guest")
+            }
+        }
+    }
+
     /// The agent connection while Running, for the service layer's container processes.
     public var agentConnection: GuestConnection? {
         state == .running ? guest as? GuestConnection : nil

@@ -13,6 +13,8 @@ public protocol VMHost: Sendable {
     func close() async
     func hostStats() async throws -> VMHostStats
     func setMemoryTarget(bytes: Int) async throws
+    /// Hot-adds vCPUs until `count` are plugged (refused: fewer, or more than the maximum).
+    func setVCPUs(_ count: Int) async throws
     var processID: pid_t? { get async }
     /// Returns once the guest has opened the agent's channels (or the VM has exited).
     func waitForAgentPorts(timeout: Duration) async throws
@@ -28,6 +30,8 @@ public protocol GuestAgentConnector: Sendable {
 public protocol GuestSession: Plan9Guest {
     func run(_ args: [String], id: String, stdin: [UInt8]) async throws -> GuestCommandResult
     func dumpStacks() async throws -> String
+    /// Onlines hot-added CPUs until `wanted` are online or `timeout` passes; returns how many are.
+    func onlineCPUs(wanted: Int, timeout: Duration) async throws -> Int
     func close() async throws
 }
 

@@ -59,6 +59,14 @@ final class FakeHost: VMHost, @unchecked Sendable {
     func close() async { lock.withLock { calls.close += 1 } }
     func hostStats() async throws -> VMHostStats { VMHostStats(residentBytes: 100 << 20, cpuTime: .seconds(1)) }
     func setMemoryTarget(bytes: Int) async throws {}
+    var vcpus = 1
+    var maxVCPUs = 4
+    func setVCPUs(_ count: Int) async throws {
+        try lock.withLock {
+            guard count >= vcpus, count <= maxVCPUs else { throw VMManagerError.invalidConfiguration("vCPUs \(vcpus) to \(maxVCPUs) only") }
+            vcpus = count
+        }
+    }
     var processID: pid_t? { 4242 }
     func waitForAgentPorts(timeout: Duration) async throws {}
 }
@@ -92,6 +100,12 @@ final class FakeGuest: GuestSession, @unchecked Sendable {
     }
 
     func dumpStacks() async throws -> String { "fake stacks" }
+
+    /// CPUs the guest manages to bring online, whatever is asked (nil: all that are asked).
+    var onlineLimit: Int?
+    func onlineCPUs(wanted: Int, timeout: Duration) async throws -> Int {
+        lock.withLock { min(wanted, onlineLimit ?? wanted) }
+    }
 
     func close() async throws {
         try lock.withLock {

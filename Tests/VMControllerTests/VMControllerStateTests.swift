@@ -182,4 +182,27 @@ import VMManager
         #expect(try await rig.controller.execIntoHost(["uname", "-r"]).stdout == Array("uname -r".utf8))
         try await rig.controller.terminateVM()
     }
+
+    @Test func vcpuUpdateGrowsOnlyWithinTheMaximumAndNeedsTheGuestToOnlineThem() async throws {
+        let rig = try Rig()
+        defer { rig.removeRoot() }
+        try await rig.controller.createVM(rig.document)
+        await #expect(throws: VMControllerError.wrongState(operation: "Update", state: .created)) { try await rig.controller.update(vcpus: 2) }
+        try await rig.controller.startVM()
+        try await rig.controller.update(vcpus: 3)
+        #expect(rig.host.vcpus == 3)
+        // Shrinking and going past the maximum are refused as bad arguments.
+        await #expect(throws: VMControllerError.self) { try await rig.controller.update(vcpus: 2) }
+        await #expect(throws: VMControllerError.self) { try await rig.controller.update(vcpus: 5) }
+        do {
+            try await rig.controller.update(vcpus: 5)
+        } catch let error {
+            guard case .invalidArgument = error else { Issue.record("expected invalidArgument, got \(error)"); return }
+        }
+        // Plugged but not online in the guest is a failure, not a silent success.
+        rig.connector.guest.lock.withLock { rig.connector.guest.onlineLimit = 3 }
+        await #expect(throws: VMControllerError.self) { try await rig.controller.update(vcpus: 4) }
+        #expect(await rig.controller.state == .running)
+        try await rig.controller.terminateVM()
+    }
 }

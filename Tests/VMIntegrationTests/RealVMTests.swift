@@ -10,7 +10,7 @@ import VMManager
 @Suite(.serialized, .timeLimit(.minutes(3))) struct RealVMTests {
     /// A VM controller over a fresh state directory, terminated and checked for leaks however
     /// the body ends.
-    private func withVM(initrd: String? = nil, _ body: (VMController, VMDocument, String) async throws -> Void) async throws {
+    private func withVM(initrd: String? = nil, maxVCPUs: Int? = nil, _ body: (VMController, VMDocument, String) async throws -> Void) async throws {
         let image = try GuestImage.locate()
         let root = "/tmp/skiff-it-\(UUID().uuidString.prefix(8))"
         try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
@@ -19,6 +19,7 @@ import VMManager
         let id = "it-\(UUID().uuidString.prefix(8).lowercased())"
         let document = try VMBuilder(id: id, stateDirectory: state, kernel: image.kernel, initrd: initrd ?? image.initrd)
             .memory(mib: 256)
+            .maxVCPUs(maxVCPUs)
             .share(hostPath: state + "/share", tag: "skiffshare")
             .build()
         let controller = VMController(id: id, stateDirectory: state)
@@ -86,6 +87,25 @@ import VMManager
             try await vm.update(memoryBytes: 200 << 20)
             await #expect(throws: VMControllerError.self) { try await vm.update(memoryBytes: 4 << 30) }
             _ = document
+        }
+    }
+
+    @Test func hotAddedVCPUsComeOnlineInTheGuest() async throws {
+        try await withVM(maxVCPUs: 3) { vm, _, _ in
+            try await vm.startVM(bootTimeout: .seconds(90))
+            func online() async throws -> String {
+                let result = try await vm.execIntoHost(["cat", "/sys/devices/system/cpu/online"])
+                return String(decoding: result.stdout, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+            }
+            #expect(try await online() == "0")
+            try await vm.update(vcpus: 3)
+            #expect(try await online() == "0-2")
+            let nproc = try await vm.execIntoHost(["nproc"])
+            #expect(String(decoding: nproc.stdout, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines) == "3")
+            // vCPUs do not shrink, nor grow past the maximum; the VM stays up.
+            await #expect(throws: VMControllerError.self) { try await vm.update(vcpus: 2) }
+            await #expect(throws: VMControllerError.self) { try await vm.update(vcpus: 4) }
+            #expect(await vm.state == .running)
         }
     }
 

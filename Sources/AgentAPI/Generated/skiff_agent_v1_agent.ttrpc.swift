@@ -18,6 +18,7 @@ public protocol Skiff_Agent_V1_AgentService: TTRPCServiceProvider {
     func mount(_ request: Skiff_Agent_V1_MountRequest, context: TTRPCServerContext) async throws -> Skiff_Agent_V1_Empty
     func unmount(_ request: Skiff_Agent_V1_UnmountRequest, context: TTRPCServerContext) async throws -> Skiff_Agent_V1_Empty
     func dumpStacks(_ request: Skiff_Agent_V1_DumpStacksRequest, context: TTRPCServerContext) async throws -> Skiff_Agent_V1_DumpStacksResponse
+    func onlineCPUs(_ request: Skiff_Agent_V1_OnlineCPUsRequest, context: TTRPCServerContext) async throws -> Skiff_Agent_V1_OnlineCPUsResponse
 }
 
 extension Skiff_Agent_V1_AgentService {
@@ -57,6 +58,9 @@ extension Skiff_Agent_V1_AgentService {
             },
             .unary("DumpStacks") { (request: Skiff_Agent_V1_DumpStacksRequest, context) in
                 try await self.dumpStacks(request, context: context)
+            },
+            .unary("OnlineCPUs") { (request: Skiff_Agent_V1_OnlineCPUsRequest, context) in
+                try await self.onlineCPUs(request, context: context)
             },
         ]
     }
@@ -113,5 +117,9 @@ public struct Skiff_Agent_V1_AgentClient: Sendable {
 
     public func dumpStacks(_ request: Skiff_Agent_V1_DumpStacksRequest, options: TTRPCCallOptions = TTRPCCallOptions()) async throws -> Skiff_Agent_V1_DumpStacksResponse {
         try await client.unary(service: Self.serviceName, method: "DumpStacks", request: request, options: options)
+    }
+
+    public func onlineCPUs(_ request: Skiff_Agent_V1_OnlineCPUsRequest, options: TTRPCCallOptions = TTRPCCallOptions()) async throws -> Skiff_Agent_V1_OnlineCPUsResponse {
+        try await client.unary(service: Self.serviceName, method: "OnlineCPUs", request: request, options: options)
     }
 }
