@@ -4,10 +4,15 @@ import Glibc
 /// What the host pays for one VM: QEMU's resident memory and CPU time.
 public struct VMHostStats: Sendable, Equatable {
     public var residentBytes: Int
+    /// The resident memory that is this VM's alone (RssAnon: guest RAM, QEMU's heap and TCG's
+    /// code buffer). The rest is file pages (QEMU's libraries, the kernel and initramfs it
+    /// read), which every VM on the host shares through the page cache.
+    public var privateBytes: Int
     public var cpuTime: Duration
 
-    public init(residentBytes: Int, cpuTime: Duration) {
+    public init(residentBytes: Int, privateBytes: Int = 0, cpuTime: Duration) {
         self.residentBytes = residentBytes
+        self.privateBytes = privateBytes
         self.cpuTime = cpuTime
     }
 }
@@ -25,10 +30,14 @@ extension VMHostStats {
         guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
               let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8)
         else { throw .notRunning("process \(pid) is gone") }
-        var rssKiB = 0
-        for line in status.split(separator: "\n") where line.hasPrefix("VmRSS:") {
-            rssKiB = Int(line.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first ?? "") ?? 0
+        func kibibytes(_ key: String) -> Int {
+            for line in status.split(separator: "\n") where line.hasPrefix(key) {
+                return Int(line.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first ?? "") ?? 0
+            }
+            return 0
         }
+        let rssKiB = kibibytes("VmRSS:")
+        let anonKiB = kibibytes("RssAnon:")
         // Fields after the parenthesised command name; utime and stime are the 14th and 15th fields.
         guard let close = stat.lastIndex(of: ")") else { throw .notRunning("process \(pid): unreadable stat") }
         let fields = stat[stat.index(after: close)...].split(separator: " ")
@@ -36,7 +45,7 @@ extension VMHostStats {
         let utime = fields.count > 12 ? Int(fields[11]) ?? 0 : 0
         let stime = fields.count > 12 ? Int(fields[12]) ?? 0 : 0
         let total = utime + stime
-        self.init(residentBytes: rssKiB * 1024,
+        self.init(residentBytes: rssKiB * 1024, privateBytes: anonKiB * 1024,
                   cpuTime: .milliseconds(ticks > 0 ? total * 1000 / ticks : 0))
     }
 }

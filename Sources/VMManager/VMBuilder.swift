@@ -31,7 +31,7 @@ public struct VMBuilder: Sendable {
         document = VMDocument(
             id: id, memoryMiB: 256, vcpus: 1, kernel: kernel, initrd: initrd,
             kernelArguments: Self.defaultKernelArguments,
-            accelerator: .tcg, tcgTranslationCacheMiB: 64,
+            accelerator: .tcg, tcgTranslationCacheMiB: 32,
             agentChannel: .virtioSerial(
                 control: .init(socketPath: stateDirectory + "/agent.sock", name: Self.agentPortName),
                 stdio: .init(socketPath: stateDirectory + "/stdio.sock", name: Self.stdioPortName)),

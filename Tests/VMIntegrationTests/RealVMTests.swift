@@ -84,6 +84,7 @@ import VMManager
 
             let stats = try await vm.stats()
             #expect(stats.host.residentBytes > 32 << 20)
+            #expect(stats.host.privateBytes > 16 << 20 && stats.host.privateBytes < stats.host.residentBytes)
             try await vm.update(memoryBytes: 200 << 20)
             await #expect(throws: VMControllerError.self) { try await vm.update(memoryBytes: 4 << 30) }
             _ = document

@@ -10,7 +10,7 @@ import Testing
         #expect(args == [
             "-name", "skiff-pod1", "-machine", "q35,sata=off,smbus=off,vmport=off", "-nodefaults", "-no-user-config", "-nographic", "-no-reboot",
             "-S", "-pidfile", "/run/skiff/pod1/qemu.pid",
-            "-accel", "tcg,tb-size=64", "-cpu", "max,-erms,-fsrm",
+            "-accel", "tcg,tb-size=32", "-cpu", "max,-erms,-fsrm",
             "-bios", "/usr/share/qemu/qboot.rom",
             "-m", "256", "-smp", "1",
             "-kernel", "/k/vmlinuz", "-initrd", "/k/initrd", "-append", "console=ttyS0 quiet panic=-1 init_on_alloc=0 cryptomgr.notests tsc=reliable no_timer_check i8042.noaux i8042.nomux i8042.nopnp i8042.dumbkbd",

@@ -62,7 +62,7 @@ func floorBoot(_ round: Int) async throws -> Double {
 }
 
 /// StartVM to the agent's first answer, through the VM controller; then stdio throughput.
-func agentBoot(_ round: Int, measureStdio: Bool) async throws -> (boot: Double, mbps: Double?, idleMB: Double?, rssMB: Double?) {
+func agentBoot(_ round: Int, measureStdio: Bool) async throws -> (boot: Double, mbps: Double?, idle: VMHostStats?, after: VMHostStats?) {
     let state = "\(root)/vm\(round)"
     let document = try VMBuilder(id: "bench\(round)", stateDirectory: state, kernel: image.kernel, initrd: image.initrd)
         .share(hostPath: state + "/share", tag: "skiffshare").build()
@@ -72,18 +72,18 @@ func agentBoot(_ round: Int, measureStdio: Bool) async throws -> (boot: Double, 
     try await controller.startVM(bootTimeout: .seconds(120))
     let boot = seconds(ContinuousClock.now - started)
     var mbps: Double?
-    var rss: Double?
-    var idle: Double?
+    var rss: VMHostStats?
+    var idle: VMHostStats?
     if measureStdio {
         try await Task.sleep(for: .seconds(3))
-        idle = Double(try await controller.stats().host.residentBytes) / 1e6
+        idle = try await controller.stats().host
         let bytes = 200 << 20
         let t0 = ContinuousClock.now
         let result = try await controller.execIntoHost(["head", "-c", "\(bytes)", "/dev/zero"])
         precondition(result.stdout.count == bytes, "short stdout: \(result.stdout.count)")
         mbps = Double(bytes) / 1e6 / seconds(ContinuousClock.now - t0)
         try await Task.sleep(for: .seconds(2))
-        rss = Double(try await controller.stats().host.residentBytes) / 1e6
+        rss = try await controller.stats().host
     }
     try await controller.terminateVM()
     return (boot, mbps, idle, rss)
@@ -123,15 +123,15 @@ func agentPhases(_ round: Int) async throws -> (qemu: Double, ports: Double, pin
 var floors: [Double] = []
 var agents: [Double] = []
 var throughput: Double?
-var rss: Double?
-var idle: Double?
+var rss: VMHostStats?
+var idle: VMHostStats?
 for round in 0..<rounds {
     floors.append(try await floorBoot(round))
     let result = try await agentBoot(round, measureStdio: round == rounds - 1)
     agents.append(result.boot)
     throughput = throughput ?? result.mbps
-    rss = rss ?? result.rssMB
-    idle = idle ?? result.idleMB
+    rss = rss ?? result.after
+    idle = idle ?? result.idle
     say(String(format: "round %d: floor %.3f s, StartVM to agent ready %.3f s", round + 1, floors.last!, agents.last!))
 }
 if let n = ProcessInfo.processInfo.environment["SKIFF_BENCH_PHASES"].flatMap(Int.init) {
@@ -147,7 +147,12 @@ say(String(format: "boot floor (QEMU start to READY, %@): median %.3f s over %d"
 say(String(format: "StartVM to agent ready: median %.3f s over %d", median(agents), rounds))
 say(String(format: "boot ratio (agent / floor): %.2f (target <= 1.2)", median(agents) / median(floors)))
 if let throughput { say(String(format: "agent stdio throughput (200 MB stdout to the host): %.1f MB/s", throughput)) }
-if let idle { say(String(format: "QEMU RSS, idle 3 s after boot (256 MiB guest): %.0f MB", idle)) }
-if let rss { say(String(format: "QEMU RSS 2 s after the stream: %.0f MB", rss)) }
+func megabytes(_ bytes: Int) -> Double { Double(bytes) / 1e6 }
+if let idle {
+    say(String(format: "QEMU memory, idle 3 s after boot (256 MiB guest): %.0f MB private (RssAnon), %.0f MB resident", megabytes(idle.privateBytes), megabytes(idle.residentBytes)))
+}
+if let rss {
+    say(String(format: "QEMU memory 2 s after the stream: %.0f MB private, %.0f MB resident", megabytes(rss.privateBytes), megabytes(rss.residentBytes)))
+}
 
 func document(for image: GuestImage) -> String { "TCG, kernel \((image.kernel as NSString).lastPathComponent)" }
