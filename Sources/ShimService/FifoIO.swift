@@ -3,6 +3,7 @@ import Glibc
 import NIOCore
 import NIOPosix
 import StdioMux
+import Synchronization
 
 /// A process's stdio between containerd's fifos (or `file://` log paths) and the stdio
 /// channel's streams. Output is written as it comes, and `finished` completes only after
@@ -13,6 +14,13 @@ struct FifoIO: Sendable {
     let stderr: UInt32?
     let finished: Task<Void, Never>
     private let receivers: [MuxReceiver]
+    private let stdinClose: StdinClose
+
+    /// CloseIO: once everything already written to the stdin fifo has been sent, the stream
+    /// ends, and the process reads end of file after the last byte, not before it.
+    final class StdinClose: Sendable {
+        let requested = Atomic<Bool>(false)
+    }
 
     /// Opens the paths containerd gave and starts pumping. Empty paths stay unconnected.
     static func start(stdin: String, stdout: String, stderr: String, terminal: Bool,
@@ -24,18 +32,24 @@ struct FifoIO: Sendable {
         let outReceiver = ids.1.map { mux.receiver(stream: $0) }
         let errReceiver = ids.2.map { mux.receiver(stream: $0) }
         let inSender = ids.0.map { mux.sender(stream: $0) }
+        let stdinClose = StdinClose()
         let finished = Task {
             await withTaskGroup(of: Void.self) { group in
                 if let outFD, let outReceiver { group.addTask { await copy(outReceiver, to: outFD) } }
                 if let errFD, let errReceiver { group.addTask { await copy(errReceiver, to: errFD) } }
                 if let inFD, let inSender {
                     // Stdin ends when the fifo's writers close it; it is not awaited for the exit.
-                    Task.detached { await copy(from: inFD, to: inSender) }
+                    Task.detached { await copy(from: inFD, to: inSender, close: stdinClose) }
                 }
             }
         }
         return FifoIO(stdin: ids.0, stdout: ids.1, stderr: ids.2, finished: finished,
-                      receivers: [outReceiver, errReceiver].compactMap { $0 })
+                      receivers: [outReceiver, errReceiver].compactMap { $0 }, stdinClose: stdinClose)
+    }
+
+    /// Ends the process's stdin after what the fifo holds now (CloseIO).
+    func closeStdin() {
+        stdinClose.requested.store(true, ordering: .sequentiallyConsistent)
     }
 
     /// For a process that never started: ends the output pumps, which close their fifos.
@@ -55,8 +69,8 @@ struct FifoIO: Sendable {
     private static func open(input path: String) throws(ServiceError) -> Int32? {
         guard !path.isEmpty else { return nil }
         // Read-write so opening does not wait for a writer; end of input is signalled by
-        // CloseIO (or the task's end), as containerd does it.
-        let fd = Glibc.open(path, O_RDWR | O_CLOEXEC)
+        // CloseIO (or the task's end), as containerd does it. Non-blocking: the pump polls.
+        let fd = Glibc.open(path, O_RDWR | O_CLOEXEC | O_NONBLOCK)
         guard fd >= 0 else { throw .invalidArgument("open \(path): \(String(cString: strerror(errno)))") }
         return fd
     }
@@ -82,19 +96,36 @@ struct FifoIO: Sendable {
         }
     }
 
-    private static func copy(from fd: Int32, to sender: MuxSender) async {
-        // A blocking read on a thread of its own: fifos do not poll well once writers come and go.
-        defer { close(fd) }
+    private enum InputChunk { case data([UInt8]), end }
+
+    private static func copy(from fd: Int32, to sender: MuxSender, close: StdinClose) async {
+        // Reads on a thread of their own (fifos do not poll well in an event loop once writers
+        // come and go), polling briefly so that a CloseIO is noticed once the fifo is empty.
+        defer { Glibc.close(fd) }
         while true {
-            let chunk: [UInt8]? = await withCheckedContinuation { continuation in
+            let chunk: InputChunk = await withCheckedContinuation { continuation in
                 DispatchQueue.global().async {
                     var buffer = [UInt8](repeating: 0, count: 32 << 10)
-                    let n = read(fd, &buffer, buffer.count)
-                    continuation.resume(returning: n > 0 ? Array(buffer[0..<n]) : nil)
+                    while true {
+                        var poller = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+                        let ready = poll(&poller, 1, 50)
+                        if ready > 0 {
+                            let n = read(fd, &buffer, buffer.count)
+                            if n > 0 { continuation.resume(returning: .data(Array(buffer[0..<n]))); return }
+                            if n == 0 || (errno != EAGAIN && errno != EINTR) { continuation.resume(returning: .end); return }
+                        } else if ready == 0, close.requested.load(ordering: .sequentiallyConsistent) {
+                            // Asked to close and nothing left to read.
+                            continuation.resume(returning: .end)
+                            return
+                        } else if ready < 0, errno != EINTR {
+                            continuation.resume(returning: .end)
+                            return
+                        }
+                    }
                 }
             }
-            guard let chunk else { break }
-            do { try await sender.send(ByteBuffer(bytes: chunk)) } catch { break }
+            guard case let .data(bytes) = chunk else { break }
+            do { try await sender.send(ByteBuffer(bytes: bytes)) } catch { break }
         }
         try? await sender.finish()
     }

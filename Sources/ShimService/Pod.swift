@@ -12,10 +12,10 @@ import VMManager
 /// The pod one shim serves: its VM (created by the first container, terminated after the
 /// last) and its containers. Every task call lands here through `TaskService`.
 public actor Pod {
-    private var vm: VMController?
-    private var containers: [String: Container] = [:]
-    private let events: EventPublisher
-    private let logger: Logger
+    var vm: VMController?
+    var containers: [String: Container] = [:]
+    let events: EventPublisher
+    let logger: Logger
     private let stateRoot: String
     private let imageDirectory: String?
 
@@ -99,18 +99,20 @@ public actor Pod {
     // MARK: Start, wait, kill
 
     public func start(id: String, execID: String) async throws(ServiceError) -> UInt32 {
-        guard execID.isEmpty else { throw .unimplemented("exec processes are not supported yet") }
+        guard execID.isEmpty else { return try await startExec(id: id, execID: execID) }
         guard let container = containers[id] else { throw .notFound("task \(id) not found") }
         guard container.status == .created else { throw .failedPrecondition("task \(id) is \(container.status), not created") }
         guard let vm, let guest = await vm.agentConnection else { throw .failedPrecondition("the VM is not running") }
         let io = try FifoIO.start(stdin: container.stdin, stdout: container.stdout, stderr: container.stderr,
                                   terminal: container.terminal, mux: guest.stdio, nextStream: { guest.nextStreamID() })
+        let pidFile = Self.guestPidFile(container.agentID)
         let response: Skiff_Agent_V1_CreateProcessResponse
         do {
             response = try await guest.agent.createProcess(.with {
-                $0.id = id
+                $0.id = container.agentID
                 // The guest root is the initramfs, which pivot_root cannot leave.
-                $0.args = ["crun", "run", "--no-pivot", "--bundle", container.guestBundle, "--config", container.guestBundle + "/" + Self.guestConfigName, id]
+                $0.args = ["crun", "run", "--no-pivot", "--pid-file", pidFile, "--bundle", container.guestBundle,
+                           "--config", container.guestBundle + "/" + Self.guestConfigName, id]
                 $0.terminal = container.terminal
                 if let s = io.stdin { $0.stdinStream = s }
                 if let s = io.stdout { $0.stdoutStream = s }
@@ -120,29 +122,45 @@ public actor Pod {
             io.abandon()
             throw ServiceError.from(error)
         }
-        // `crun run` returns nothing when the container is up: Start answers once the
-        // container's cgroup holds a process (or crun has already exited).
-        let procs = "/sys/fs/cgroup\(container.cgroupPath)/cgroup.procs"
-        _ = try? await guest.run(["sh", "-c", """
-            i=0; while [ $i -lt 1000 ]; do [ -s \(procs) ] && exit 0; [ -d /proc/\(response.pid) ] || exit 1; \
-            usleep 5000; i=$((i+1)); done; exit 2
-            """], id: "started-\(id)-\(UInt32.random(in: 0...UInt32.max))")
+        // `crun run` stays in the foreground: Start answers once crun has written the
+        // container's init pid (or has already exited), and reports that pid.
+        let pid = await processPid(guest: guest, pidFile: pidFile, launcher: response.pid)
         // Re-read: Wait calls may have queued up while this awaited.
-        containers[id]?.pid = response.pid
+        containers[id]?.pid = pid
         containers[id]?.status = .running
         containers[id]?.io = io
-        Task { await self.watchExit(id: id, guest: guest, io: io) }
+        if containers[id]?.stdinClosed == true { io.closeStdin() }
+        // The start event goes out before the exit watcher can publish the exit.
         var event = Containerd_Events_TaskStart()
         event.containerID = id
-        event.pid = response.pid
+        event.pid = pid
         await events.publish(topic: "/tasks/start", event)
-        return response.pid
+        Task { await self.watchExit(id: id, guest: guest, io: io) }
+        return pid
+    }
+
+    /// Where crun writes the pid of the process it starts for the agent's process `agentID`.
+    static func guestPidFile(_ agentID: String) -> String { "/run/skiff-pid-\(agentID)" }
+
+    /// The pid crun wrote to `pidFile`, once it has (the launcher's own pid if crun ended
+    /// without writing one, which its exit status and stderr then explain).
+    func processPid(guest: GuestConnection, pidFile: String, launcher: UInt32) async -> UInt32 {
+        let result = try? await guest.run(["sh", "-c", """
+            i=0; while [ $i -lt 2000 ]; do [ -s \(pidFile) ] && { cat \(pidFile); rm -f \(pidFile); exit 0; }; \
+            [ -d /proc/\(launcher) ] || exit 1; usleep 5000; i=$((i+1)); done; exit 2
+            """], id: "pid-\(UInt32.random(in: 0...UInt32.max))")
+        guard let result, result.exitStatus == 0,
+              let pid = UInt32(String(decoding: result.stdout, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines))
+        else { return launcher }
+        return pid
     }
 
     private func watchExit(id: String, guest: GuestConnection, io: FifoIO) async {
         let exit = try? await guest.agent.waitProcess(.with { $0.id = id })
         await io.finished.value
         _ = try? await guest.agent.deleteProcess(.with { $0.id = id })
+        // The container's init is gone, and with its PID namespace every exec'd process.
+        await execsEnded(containerID: id)
         guard var container = containers[id] else { return }
         container.status = .stopped
         container.exitStatus = exit?.exitStatus ?? 255
@@ -160,7 +178,8 @@ public actor Pod {
         waiters.forEach { $0.resume() }
     }
 
-    public func wait(id: String) async throws(ServiceError) -> (UInt32, Date) {
+    public func wait(id: String, execID: String = "") async throws(ServiceError) -> (UInt32, Date) {
+        guard execID.isEmpty else { return try await waitExec(id: id, execID: execID) }
         guard let container = containers[id] else { throw .notFound("task \(id) not found") }
         if container.status != .stopped {
             await withCheckedContinuation { continuation in containers[id]?.exitWaiters.append(continuation) }
@@ -169,9 +188,10 @@ public actor Pod {
         return (done.exitStatus, done.exitedAt ?? Date())
     }
 
-    public func kill(id: String, signal: UInt32, all: Bool) async throws(ServiceError) {
-        guard let container = containers[id] else { throw .notFound("task \(id) not found") }
+    public func kill(id: String, execID: String = "", signal: UInt32, all: Bool) async throws(ServiceError) {
         guard signal > 0, signal < 65 else { throw .invalidArgument("signal \(signal) is out of range") }
+        guard execID.isEmpty else { return try await killExec(id: id, execID: execID, signal: signal) }
+        guard let container = containers[id] else { throw .notFound("task \(id) not found") }
         guard container.status == .running || container.status == .paused else {
             if container.status == .stopped { throw .notFound("task \(id) has already exited") }
             throw .failedPrecondition("task \(id) is not running")
@@ -247,7 +267,7 @@ public actor Pod {
     }
 
     @discardableResult
-    private func runInGuest(_ script: String, what: String) async throws(ServiceError) -> String {
+    func runInGuest(_ script: String, what: String) async throws(ServiceError) -> String {
         guard let vm, let guest = await vm.agentConnection else { throw .failedPrecondition("the VM is not running") }
         let result: GuestConnection.CommandResult
         do {
@@ -264,7 +284,7 @@ public actor Pod {
     // MARK: Delete, state
 
     public func delete(id: String, execID: String) async throws(ServiceError) -> (UInt32, UInt32, Date) {
-        guard execID.isEmpty else { throw .unimplemented("exec processes are not supported yet") }
+        guard execID.isEmpty else { return try deleteExec(id: id, execID: execID) }
         guard let container = containers[id] else { throw .notFound("task \(id) not found") }
         guard container.status == .created || container.status == .stopped else {
             throw .failedPrecondition("task \(id) is \(container.status); kill it first")
@@ -274,6 +294,7 @@ public actor Pod {
         }
         umount2(container.bundle.rootfs, Int32(MNT_DETACH))
         unlink(container.bundle.path + "/" + Self.guestConfigName)
+        for exec in container.execs.values { unlink(container.bundle.path + "/" + exec.specName) }
         containers[id] = nil
         if containers.isEmpty { await terminateVM() }
         unlink(container.bundle.vmFile)
@@ -286,7 +307,8 @@ public actor Pod {
         return (container.pid, container.exitStatus, container.exitedAt ?? Date())
     }
 
-    public func state(id: String) throws(ServiceError) -> Containerd_Task_V2_StateResponse {
+    public func state(id: String, execID: String = "") throws(ServiceError) -> Containerd_Task_V2_StateResponse {
+        guard execID.isEmpty else { return try stateOfExec(id: id, execID: execID) }
         guard let c = containers[id] else { throw .notFound("task \(id) not found") }
         return .with {
             $0.id = id
@@ -307,10 +329,40 @@ public actor Pod {
         return c.pid
     }
 
-    public func closeIO(id: String) async throws(ServiceError) {
-        guard containers[id] != nil else { throw .notFound("task \(id) not found") }
-        guard let vm, let guest = await vm.agentConnection else { return }
-        _ = try? await guest.agent.closeStdin(.with { $0.id = id })
+    /// Ends the process's stdin once what containerd wrote has reached it.
+    public func closeIO(id: String, execID: String = "") async throws(ServiceError) {
+        _ = try process(id: id, execID: execID)
+        if execID.isEmpty {
+            containers[id]?.stdinClosed = true
+            containers[id]?.io?.closeStdin()
+        } else {
+            containers[id]?.execs[execID]?.stdinClosed = true
+            containers[id]?.execs[execID]?.io?.closeStdin()
+        }
+    }
+
+    /// Resizes the terminal of a process started with one (others have nothing to resize).
+    public func resizePty(id: String, execID: String, width: UInt32, height: UInt32) async throws(ServiceError) {
+        let process = try process(id: id, execID: execID)
+        // No terminal, not running, or a size nobody knows (0): nothing to resize.
+        guard process.terminal, process.running, width > 0, height > 0 else { return }
+        guard width <= UInt16.max, height <= UInt16.max else {
+            throw .invalidArgument("terminal size \(width)x\(height) is out of range")
+        }
+        guard let vm, let guest = await vm.agentConnection else { throw .failedPrecondition("the VM is not running") }
+        do {
+            _ = try await guest.agent.resizeProcess(.with { $0.id = process.agentID; $0.width = width; $0.height = height })
+        } catch {
+            throw ServiceError.from(error)
+        }
+    }
+
+    /// The guest-side identity of task `id`'s process `execID` (its init when empty).
+    private func process(id: String, execID: String) throws(ServiceError) -> (agentID: String, terminal: Bool, running: Bool) {
+        guard let container = containers[id] else { throw .notFound("task \(id) not found") }
+        if execID.isEmpty { return (container.agentID, container.terminal, container.status == .running || container.status == .paused) }
+        guard let exec = container.execs[execID] else { throw .notFound("exec \(execID) of task \(id) not found") }
+        return (exec.agentID, exec.terminal, exec.status == .running)
     }
 
     // MARK: Helpers

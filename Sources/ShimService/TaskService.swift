@@ -44,16 +44,14 @@ public final class TaskService: Containerd_Task_V2_TaskService, Sendable {
 
     public func wait(_ request: Containerd_Task_V2_WaitRequest, context: TTRPCServerContext) async throws -> Containerd_Task_V2_WaitResponse {
         try await handle("Wait", request.id) {
-            guard request.execID.isEmpty else { throw ServiceError.unimplemented("exec processes are not supported yet") }
-            let (status, at) = try await pod.wait(id: request.id)
+            let (status, at) = try await pod.wait(id: request.id, execID: request.execID)
             return .with { $0.exitStatus = status; $0.exitedAt = .init(date: at) }
         }
     }
 
     public func kill(_ request: Containerd_Task_V2_KillRequest, context: TTRPCServerContext) async throws -> Google_Protobuf_Empty {
         try await handle("Kill", request.id) {
-            guard request.execID.isEmpty else { throw ServiceError.unimplemented("exec processes are not supported yet") }
-            try await pod.kill(id: request.id, signal: request.signal, all: request.all)
+            try await pod.kill(id: request.id, execID: request.execID, signal: request.signal, all: request.all)
             return .init()
         }
     }
@@ -67,8 +65,7 @@ public final class TaskService: Containerd_Task_V2_TaskService, Sendable {
 
     public func state(_ request: Containerd_Task_V2_StateRequest, context: TTRPCServerContext) async throws -> Containerd_Task_V2_StateResponse {
         try await handle("State", request.id) {
-            guard request.execID.isEmpty else { throw ServiceError.unimplemented("exec processes are not supported yet") }
-            return try await pod.state(id: request.id)
+            return try await pod.state(id: request.id, execID: request.execID)
         }
     }
 
@@ -96,7 +93,7 @@ public final class TaskService: Containerd_Task_V2_TaskService, Sendable {
 
     public func closeIO(_ request: Containerd_Task_V2_CloseIORequest, context: TTRPCServerContext) async throws -> Google_Protobuf_Empty {
         try await handle("CloseIO", request.id) {
-            try await pod.closeIO(id: request.id)
+            try await pod.closeIO(id: request.id, execID: request.execID)
             return .init()
         }
     }
@@ -120,11 +117,18 @@ public final class TaskService: Containerd_Task_V2_TaskService, Sendable {
     }
 
     public func exec(_ request: Containerd_Task_V2_ExecProcessRequest, context: TTRPCServerContext) async throws -> Google_Protobuf_Empty {
-        throw ServiceError.unimplemented("Exec is not implemented yet")
+        try await handle("Exec", "\(request.id)/\(request.execID)") {
+            try await pod.exec(id: request.id, execID: request.execID, terminal: request.terminal, stdin: request.stdin,
+                               stdout: request.stdout, stderr: request.stderr, spec: request.spec)
+            return .init()
+        }
     }
 
     public func resizePty(_ request: Containerd_Task_V2_ResizePtyRequest, context: TTRPCServerContext) async throws -> Google_Protobuf_Empty {
-        throw ServiceError.unimplemented("ResizePty is not implemented yet")
+        try await handle("ResizePty", request.id) {
+            try await pod.resizePty(id: request.id, execID: request.execID, width: request.width, height: request.height)
+            return .init()
+        }
     }
 
     public func update(_ request: Containerd_Task_V2_UpdateTaskRequest, context: TTRPCServerContext) async throws -> Google_Protobuf_Empty {

@@ -36,6 +36,17 @@ final class PrivateContainerd: @unchecked Sendable {
         return ((status >> 8) & 0xff, output)
     }
 
+    /// Runs a shell command line in which `CTR` stands for `ctr` against this containerd
+    /// (for pipes into ctr, or ctr under `script` for a terminal); returns status and output.
+    func shellWithCtr(_ command: String) -> (status: Int32, output: String) {
+        let log = dir + "/sh-\(UUID().uuidString.prefix(6)).out"
+        defer { unlink(log) }
+        let line = command.replacingOccurrences(of: "CTR", with: "ctr --address \(socket)")
+        let status = system("(\(line)) >\(log) 2>&1 </dev/null")
+        let output = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+        return ((status >> 8) & 0xff, output)
+    }
+
     static func shell(_ command: String) throws -> String {
         let log = "/tmp/skiff-sh-\(UUID().uuidString.prefix(8))"
         defer { unlink(log) }
@@ -198,6 +209,57 @@ func skiffQEMUs() -> [Int32] {
             try waitUntil(cd, task: "m1", shows: "STOPPED")
             #expect(try cd.ctr("task delete m1").status == 0)
             #expect(try cd.ctr("container delete m1").status == 0)
+        }
+    }
+
+    @Test func stdinReachesTheContainerAndItsEndEndsTheProcess() async throws {
+        try await withContainerd { cd in
+            let run = cd.shellWithCtr("printf 'line one\\nline two\\n' | CTR run --rm \(Self.runtime) \(Self.image) s1 sh -c 'cat; echo stdin closed'")
+            #expect(run.status == 0, "\(run.output)")
+            #expect(run.output == "line one\nline two\nstdin closed\n", "\(run.output)")
+        }
+    }
+
+    @Test func aTerminalWithItsSizeReachesTheContainer() async throws {
+        try await withContainerd { cd in
+            // `script` gives ctr a terminal of 33x101; ctr hands it to the task and resizes.
+            let run = cd.shellWithCtr("""
+                script -qec "stty rows 33 cols 101; CTR run --rm -t \(Self.runtime) \(Self.image) t1 sh -c 'test -t 0 && test -t 1 && echo IS-A-TTY; sleep 1; stty size'" /dev/null
+                """)
+            #expect(run.status == 0, "\(run.output)")
+            #expect(run.output.contains("IS-A-TTY"), "\(run.output)")
+            #expect(run.output.contains("33 101"), "\(run.output)")
+        }
+    }
+
+    @Test func execRunsInTheContainerWithItsOutputExitCodeAndSignals() async throws {
+        try await withContainerd { cd in
+            #expect(try cd.ctr("run -d \(Self.runtime) \(Self.image) x1 sleep 300").status == 0)
+            // Output and exit code; the exec'd process shares the container's PID namespace.
+            let exec = try cd.ctr("task exec --exec-id e1 x1 sh -c 'echo in exec; cat /proc/1/cmdline | tr \"\\\\0\" \" \"; echo; exit 7'")
+            #expect(exec.status == 7, "\(exec.output)")
+            #expect(exec.output.hasPrefix("in exec\nsleep 300"), "\(exec.output)")
+            // stdin of an exec.
+            let cat = cd.shellWithCtr("echo piped | CTR task exec --exec-id e2 x1 cat")
+            #expect(cat.status == 0 && cat.output == "piped\n", "\(cat.output)")
+            // A signal to an exec ends it with the signal's status; the container stays.
+            let killed = cd.shellWithCtr("""
+                CTR task exec --exec-id long x1 sleep 100 & ctr_pid=$!
+                i=0; until CTR task ps x1 >/dev/null 2>&1 && [ $i -gt 20 ]; do sleep 0.1; i=$((i+1)); done
+                CTR task kill --exec-id long -s SIGKILL x1; wait $ctr_pid; echo "exec exit $?"
+                """)
+            #expect(killed.output.contains("exec exit 137"), "\(killed.output)")
+            try waitUntil(cd, task: "x1", shows: "RUNNING")
+            // Bad execs are refused and the shim stays up.
+            #expect(try cd.ctr("task exec --exec-id bad x1 /no/such/binary").status != 0)
+            #expect(try cd.ctr("task exec --exec-id ../x x1 true").status != 0)
+            #expect(try cd.ctr("task exec --exec-id e3 x1 sh -c 'exit 0'").status == 0)
+            #expect(try cd.ctr("task kill -s SIGKILL x1").status == 0)
+            try waitUntil(cd, task: "x1", shows: "STOPPED")
+            // No exec into a stopped task.
+            #expect(try cd.ctr("task exec --exec-id late x1 true").status != 0)
+            #expect(try cd.ctr("task delete x1").status == 0)
+            #expect(try cd.ctr("container delete x1").status == 0)
         }
     }
 }
