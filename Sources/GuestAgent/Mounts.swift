@@ -18,7 +18,17 @@ enum Mounts {
             if option == "rw" { continue }
             if let flag = flagNames[option] { flags |= flag } else { data.append(option) }
         }
-        try makeDirectories(target)
+        // A bind mount of a file needs a file to land on; anything else, a directory.
+        var sourceInfo = stat()
+        if flags & UInt(MS_BIND) != 0, stat(source, &sourceInfo) == 0, sourceInfo.st_mode & S_IFMT != S_IFDIR {
+            let parent = String(target[..<(target.lastIndex(of: "/") ?? target.startIndex)])
+            if !parent.isEmpty { try makeDirectories(parent) }
+            let fd = open(target, O_WRONLY | O_CREAT | O_CLOEXEC, 0o644)
+            guard fd >= 0 else { throw .errno("create \(target)") }
+            close(fd)
+        } else {
+            try makeDirectories(target)
+        }
         let joined = data.joined(separator: ",")
         guard Glibc.mount(source, target, fstype.isEmpty ? nil : fstype, flags, joined.isEmpty ? nil : joined) == 0 else {
             throw .errno("mount \(source) on \(target)")
@@ -35,7 +45,7 @@ enum Mounts {
 
     static func unmount(target: String, detach: Bool, remove: Bool) throws(AgentError) {
         guard umount2(target, detach ? Int32(MNT_DETACH) : 0) == 0 else { throw .errno("unmount \(target)") }
-        if remove { _ = rmdir(target) }
+        if remove, rmdir(target) != 0, errno == ENOTDIR { _ = unlink(target) }
     }
 
     static func makeDirectories(_ path: String) throws(AgentError) {

@@ -9,7 +9,8 @@ struct Container {
 
     let id: String
     let bundle: TaskBundle
-    let share: Plan9Controller.ShareID
+    /// Its shares in the VM: the bundle first, then the sources of the spec's bind mounts.
+    let shares: [Plan9Controller.ShareID]
     /// The bundle as the guest sees it (through the Plan9 share).
     let guestBundle: String
     let terminal: Bool

@@ -40,21 +40,37 @@ public actor Pod {
         let terminal = try Self.terminal(of: bundle)
 
         try mountRootfs(request.rootfs, at: bundle.rootfs)
+        var shares: [Plan9Controller.ShareID] = []
+        var plan9: Plan9Controller?
         do {
             let vm = try await ensureVM(annotations: annotations, bundle: bundle, id: request.id)
             // Every container's bundle names the pod's VM, so cleanup after a killed shim finds
             // it from whichever task containerd cleans up.
             try bundle.write(await vm.stateDirectory, to: bundle.vmFile)
-            guard let plan9 = await vm.plan9 else { throw ServiceError.internalError("the VM has no share") }
-            try writeGuestConfig(bundle: bundle)
-            let share = try await plan9.reserve(hostPath: bundle.path, readOnly: false)
-            let guestBundle = try await plan9.mapToGuest(share)
+            guard let share9p = await vm.plan9 else { throw ServiceError.internalError("the VM has no share") }
+            plan9 = share9p
+            let bundleShare = try await share9p.reserve(hostPath: bundle.path, readOnly: false)
+            shares.append(bundleShare)
+            let guestBundle = try await share9p.mapToGuest(bundleShare)
+            // The spec's bind mounts: each host source shared into the VM (read-only where the
+            // mount is), and the guest's spec names it by its guest path.
+            var guestSources: [Int: String] = [:]
+            for mount in try Self.bindMounts(of: bundle) {
+                let id = try await share9p.reserve(hostPath: mount.source, readOnly: mount.readOnly)
+                shares.append(id)
+                guestSources[mount.index] = try await share9p.mapToGuest(id)
+            }
+            try writeGuestConfig(bundle: bundle, mountSources: guestSources)
             containers[request.id] = Container(
-                id: request.id, bundle: bundle, share: share, guestBundle: guestBundle, terminal: terminal,
+                id: request.id, bundle: bundle, shares: shares, guestBundle: guestBundle, terminal: terminal,
                 cgroupPath: Self.cgroupPath(of: bundle, id: request.id),
                 stdin: request.stdin, stdout: request.stdout, stderr: request.stderr)
         } catch {
+            for id in shares.reversed() {
+                do { try await plan9?.unmapFromGuest(id) } catch { logger.error("unsharing after a failed create: \(error)") }
+            }
             umount2(bundle.rootfs, Int32(MNT_DETACH))
+            unlink(bundle.path + "/" + Self.guestConfigName)
             if containers.isEmpty { await terminateVM() }
             throw ServiceError.from(error)
         }
@@ -290,7 +306,9 @@ public actor Pod {
             throw .failedPrecondition("task \(id) is \(container.status); kill it first")
         }
         if let vm, let plan9 = await vm.plan9 {
-            do { try await plan9.unmapFromGuest(container.share) } catch { logger.error("unsharing \(id): \(error)") }
+            for share in container.shares.reversed() {
+                do { try await plan9.unmapFromGuest(share) } catch { logger.error("unsharing \(id): \(error)") }
+            }
         }
         umount2(container.bundle.rootfs, Int32(MNT_DETACH))
         unlink(container.bundle.path + "/" + Self.guestConfigName)
@@ -396,9 +414,37 @@ public actor Pod {
         return process["terminal"] as? Bool ?? false
     }
 
+    /// A bind mount of the spec whose source is a host path: it must be shared into the VM.
+    struct BindMount: Equatable {
+        var index: Int
+        var source: String
+        var readOnly: Bool
+    }
+
+    /// The spec's bind mounts (type `bind`, or a `bind`/`rbind` option) of host paths, with the
+    /// index of each in `mounts`. A source that does not exist is refused, as runc would.
+    static func bindMounts(of bundle: TaskBundle) throws(ServiceError) -> [BindMount] {
+        guard let data = FileManager.default.contents(atPath: bundle.configPath),
+              let spec = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+            throw .invalidArgument("cannot read the OCI spec at \(bundle.configPath)")
+        }
+        let mounts = spec["mounts"] as? [[String: Any]] ?? []
+        var binds: [BindMount] = []
+        for (index, mount) in mounts.enumerated() {
+            let options = mount["options"] as? [String] ?? []
+            guard mount["type"] as? String == "bind" || options.contains("bind") || options.contains("rbind") else { continue }
+            guard let source = mount["source"] as? String, source.hasPrefix("/") else {
+                throw .invalidArgument("bind mount \(index) needs an absolute source")
+            }
+            guard access(source, F_OK) == 0 else { throw .invalidArgument("bind mount source \(source) does not exist") }
+            binds.append(BindMount(index: index, source: source, readOnly: options.contains("ro")))
+        }
+        return binds
+    }
+
     /// The spec crun runs in the guest: containerd's, with the terminal provided by the agent
-    /// (crun would otherwise ask for a console socket).
-    private func writeGuestConfig(bundle: TaskBundle) throws(ServiceError) {
+    /// (crun would otherwise ask for a console socket) and bind mounts from their guest paths.
+    private func writeGuestConfig(bundle: TaskBundle, mountSources: [Int: String]) throws(ServiceError) {
         guard let data = FileManager.default.contents(atPath: bundle.configPath),
               var spec = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
             throw .invalidArgument("cannot read the OCI spec at \(bundle.configPath)")
@@ -406,6 +452,10 @@ public actor Pod {
         if var process = spec["process"] as? [String: Any] {
             process["terminal"] = false
             spec["process"] = process
+        }
+        if var mounts = spec["mounts"] as? [[String: Any]] {
+            for (index, source) in mountSources where index < mounts.count { mounts[index]["source"] = source }
+            spec["mounts"] = mounts
         }
         spec["root"] = ["path": "rootfs", "readonly": (spec["root"] as? [String: Any])?["readonly"] as? Bool ?? false]
         guard let out = try? JSONSerialization.data(withJSONObject: spec) else { throw .internalError("cannot encode the guest spec") }

@@ -262,4 +262,29 @@ func skiffQEMUs() -> [Int32] {
             #expect(try cd.ctr("container delete x1").status == 0)
         }
     }
+
+    @Test func bindMountsReachTheContainerAndReadOnlyHolds() async throws {
+        try await withContainerd { cd in
+            let host = cd.dir + "/volumes"
+            try FileManager.default.createDirectory(atPath: host + "/ro", withIntermediateDirectories: true)
+            try FileManager.default.createDirectory(atPath: host + "/rw", withIntermediateDirectories: true)
+            try "from the host\n".write(toFile: host + "/ro/hello", atomically: false, encoding: .utf8)
+            try "a single file\n".write(toFile: host + "/file.conf", atomically: false, encoding: .utf8)
+            let run = try cd.ctr("""
+                run --rm \(Self.runtime) \
+                --mount type=bind,src=\(host)/ro,dst=/data/ro,options=rbind:ro \
+                --mount type=bind,src=\(host)/rw,dst=/data/rw,options=rbind:rw \
+                --mount type=bind,src=\(host)/file.conf,dst=/etc/skiff.conf,options=rbind:ro \
+                \(Self.image) b1 sh -c 'cat /data/ro/hello; cat /etc/skiff.conf; touch /data/ro/x 2>&1 | grep -o Read-only; echo written > /data/rw/out'
+                """)
+            #expect(run.status == 0, "\(run.output)")
+            #expect(run.output == "from the host\na single file\nRead-only\n", "\(run.output)")
+            #expect(try String(contentsOfFile: host + "/rw/out", encoding: .utf8) == "written\n")
+            #expect(!FileManager.default.fileExists(atPath: host + "/ro/x"))
+            // A source that does not exist is refused, and the shim stays up for the next run.
+            let missing = try cd.ctr("run --rm \(Self.runtime) --mount type=bind,src=/no/such/dir,dst=/x,options=rbind \(Self.image) b2 true")
+            #expect(missing.status != 0)
+            #expect(try cd.ctr("run --rm \(Self.runtime) \(Self.image) b3 true").status == 0)
+        }
+    }
 }
