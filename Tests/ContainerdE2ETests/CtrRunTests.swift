@@ -287,4 +287,53 @@ func skiffQEMUs() -> [Int32] {
             #expect(try cd.ctr("run --rm \(Self.runtime) \(Self.image) b3 true").status == 0)
         }
     }
+
+    @Test func signalsReachTheInitAndKillAllReachesEveryProcess() async throws {
+        try await withContainerd { cd in
+            let term = cd.shellWithCtr("""
+                CTR run --rm \(Self.runtime) \(Self.image) k1 sh -c 'trap "exit 42" TERM; while :; do sleep 0.1; done' & p=$!
+                i=0; until CTR task ls | grep -q 'k1.*RUNNING' || [ $i -gt 300 ]; do sleep 0.1; i=$((i+1)); done
+                CTR task kill -s SIGTERM k1; wait $p; echo "run exit $?"
+                """)
+            #expect(term.output.contains("run exit 42"), "\(term.output)")
+
+            #expect(try cd.ctr("run -d \(Self.runtime) \(Self.image) k2 sh -c 'trap \"\" TERM; sleep 300 & sleep 300 & wait'").status == 0)
+            try waitUntil(cd, task: "k2", shows: "RUNNING")
+            // The init ignores TERM; KILL to every process of the container stops it.
+            #expect(try cd.ctr("task kill -a -s SIGKILL k2").status == 0)
+            try waitUntil(cd, task: "k2", shows: "STOPPED")
+            #expect(try cd.ctr("task delete k2").status == 0)
+            #expect(try cd.ctr("container delete k2").status == 0)
+        }
+    }
+
+    @Test func aBadSpecIsRefusedInvalidArgumentAndTheShimStaysUp() async throws {
+        try await withContainerd { cd in
+            #expect(try cd.ctr("run -d \(Self.runtime) \(Self.image) g1 sleep 300").status == 0)
+            let address = try String(contentsOfFile: "\(cd.dir)/state/io.containerd.runtime.v2.task/default/g1/address", encoding: .utf8)
+            let bundle = cd.dir + "/bad-bundle"
+            try FileManager.default.createDirectory(atPath: bundle + "/rootfs", withIntermediateDirectories: true)
+            var metadata = TTRPCMetadata()
+            metadata.append("default", for: "containerd-namespace-ttrpc")
+            let client = try await TTRPCClient.connect(unixSocket: String(address.dropFirst("unix://".count)))
+            let task = Containerd_Task_V2_TaskClient(client)
+            for (name, config) in [("not JSON", "{not json"), ("no process args", #"{"ociVersion":"1.0.2","process":{"args":[]}}"#)] {
+                try config.write(toFile: bundle + "/config.json", atomically: false, encoding: .utf8)
+                do {
+                    _ = try await task.create(.with { $0.id = "bad1"; $0.bundle = bundle }, options: TTRPCCallOptions(metadata: metadata))
+                    Issue.record("a spec with \(name) was accepted")
+                } catch let status as TTRPCStatus {
+                    #expect(status.code == .invalidArgument, "\(name): \(status)")
+                }
+            }
+            // The shim still serves the running task.
+            let state = try await task.state(.with { $0.id = "g1" }, options: TTRPCCallOptions(metadata: metadata))
+            #expect(state.status == .running)
+            await client.close()
+            #expect(try cd.ctr("task kill -s SIGKILL g1").status == 0)
+            try waitUntil(cd, task: "g1", shows: "STOPPED")
+            #expect(try cd.ctr("task delete g1").status == 0)
+            #expect(try cd.ctr("container delete g1").status == 0)
+        }
+    }
 }
