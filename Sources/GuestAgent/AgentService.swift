@@ -21,39 +21,30 @@ public final class AgentService: Skiff_Agent_V1_AgentService, Sendable {
     /// Modules loaded so far, reported by GuestInfo.
     public let modules: Mutex<[String]> = Mutex([])
 
-    /// Whether the modules loaded after the agent started serving (9p, SCSI, network) are
-    /// all in, and who waits for them.
-    private let modulesReady = Locked<(done: Bool, waiters: [CheckedContinuation<Void, Never>])>((false, []))
+    /// Whether the modules loaded after the agent started serving are in: those 9p needs
+    /// (`shares`), and all of them (`all`, which disks and the rest need).
+    private let sharesReady: Milestone
+    private let allModulesReady: Milestone
 
     /// `modulesPending`: the caller loads modules in the background and calls
-    /// `markModulesLoaded()` when done; until then, calls that need them (Mount) wait.
+    /// `markShareModulesLoaded()` and `markModulesLoaded()` as they come in; until then, the
+    /// mounts that need them wait.
     public init(reaper: ExitReaper, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton, modulesPending: Bool = false,
                 cpus: CPUOnline = CPUOnline()) {
         self.reaper = reaper
         self.cpus = cpus
         self.group = group
-        if !modulesPending { modulesReady.withLock { $0.done = true } }
+        sharesReady = Milestone(reached: !modulesPending)
+        allModulesReady = Milestone(reached: !modulesPending)
     }
 
-    /// Releases the calls waiting for the background modules.
+    /// The 9p modules are in: share mounts may go ahead.
+    public func markShareModulesLoaded() { sharesReady.reach() }
+
+    /// Every background module is in.
     public func markModulesLoaded() {
-        let waiters = modulesReady.withLock { state -> [CheckedContinuation<Void, Never>] in
-            state.done = true
-            defer { state.waiters.removeAll() }
-            return state.waiters
-        }
-        waiters.forEach { $0.resume() }
-    }
-
-    private func waitForModules() async {
-        await withCheckedContinuation { continuation in
-            let ready = modulesReady.withLock { state -> Bool in
-                if state.done { return true }
-                state.waiters.append(continuation)
-                return false
-            }
-            if ready { continuation.resume() }
-        }
+        sharesReady.reach()
+        allModulesReady.reach()
     }
 
     /// Sets the stdio channel that process streams travel on (replacing a closed one).
@@ -144,8 +135,13 @@ public final class AgentService: Skiff_Agent_V1_AgentService, Sendable {
     }
 
     public func mount(_ request: Skiff_Agent_V1_MountRequest, context: TTRPCServerContext) async throws -> Skiff_Agent_V1_Empty {
-        // A 9p share needs 9pnet_virtio, which may still be loading.
-        await waitForModules()
+        // A 9p share needs 9pnet_virtio, which may still be loading; a bind mount needs
+        // nothing; other filesystems (a disk's, overlay) may need any of the rest.
+        switch request.fstype {
+        case "9p": await sharesReady.wait()
+        case "": break
+        default: await allModulesReady.wait()
+        }
         try Mounts.mount(source: request.source, target: request.target, fstype: request.fstype, options: request.options)
         return .init()
     }
@@ -183,5 +179,34 @@ extension Duration {
     var nanoseconds: Int64 {
         let (seconds, attoseconds) = components
         return seconds * 1_000_000_000 + attoseconds / 1_000_000_000
+    }
+}
+
+/// A point that is reached once; `wait` returns as soon as it has been.
+final class Milestone: Sendable {
+    private let state: Locked<(reached: Bool, waiters: [CheckedContinuation<Void, Never>])>
+
+    init(reached: Bool) {
+        state = Locked((reached, []))
+    }
+
+    func reach() {
+        let waiters = state.withLock { state -> [CheckedContinuation<Void, Never>] in
+            state.reached = true
+            defer { state.waiters.removeAll() }
+            return state.waiters
+        }
+        waiters.forEach { $0.resume() }
+    }
+
+    func wait() async {
+        await withCheckedContinuation { continuation in
+            let reached = state.withLock { state -> Bool in
+                if state.reached { return true }
+                state.waiters.append(continuation)
+                return false
+            }
+            if reached { continuation.resume() }
+        }
     }
 }

@@ -7,8 +7,11 @@ import Glibc
 public struct ModuleLoader: Sendable {
     /// What the agent needs to open its channel; loaded before it serves.
     public static let channelModules = ["virtio_pci", "virtio_console"]
-    /// Everything else (disks, 9p shares, NICs, overlay, the balloon); loaded while serving.
-    public static let otherModules = ["virtio_scsi", "sd_mod", "9p", "9pnet_virtio", "virtio_net", "overlay", "virtio_balloon"]
+    /// What 9p shares need; loaded first while serving, since a container's create mounts a
+    /// share right after the boot.
+    public static let shareModules = ["9pnet_virtio", "9p"]
+    /// Everything else (the balloon, overlay, disks, NICs); loaded after the share modules.
+    public static let otherModules = ["virtio_balloon", "overlay", "virtio_scsi", "sd_mod", "virtio_net"]
 
     private let root: String
     private var dependencies: [String: [String]] = [:]

@@ -38,6 +38,7 @@ public actor Pod {
         let annotations: [String: String]
         do { annotations = try bundle.annotations() } catch { throw .invalidArgument("\(error)") }
         let terminal = try Self.terminal(of: bundle)
+        let begun = ContinuousClock.now
 
         try mountRootfs(request.rootfs, at: bundle.rootfs)
         var shares: [Plan9Controller.ShareID] = []
@@ -74,6 +75,7 @@ public actor Pod {
             if containers.isEmpty { await terminateVM() }
             throw ServiceError.from(error)
         }
+        logger.info("created \(request.id) in \(ContinuousClock.now - begun)")
         var event = Containerd_Events_TaskCreate()
         event.containerID = request.id
         event.bundle = request.bundle
@@ -119,6 +121,7 @@ public actor Pod {
         guard let container = containers[id] else { throw .notFound("task \(id) not found") }
         guard container.status == .created else { throw .failedPrecondition("task \(id) is \(container.status), not created") }
         guard let vm, let guest = await vm.agentConnection else { throw .failedPrecondition("the VM is not running") }
+        let begun = ContinuousClock.now
         let io = try FifoIO.start(stdin: container.stdin, stdout: container.stdout, stderr: container.stderr,
                                   terminal: container.terminal, mux: guest.stdio, nextStream: { guest.nextStreamID() })
         let pidFile = Self.guestPidFile(container.agentID)
@@ -142,6 +145,7 @@ public actor Pod {
         // container's init pid (or has already exited), and reports that pid.
         let pid = await processPid(guest: guest, pidFile: pidFile, launcher: response.pid)
         // Re-read: Wait calls may have queued up while this awaited.
+        logger.info("started \(id) (pid \(pid)) in \(ContinuousClock.now - begun)")
         containers[id]?.pid = pid
         containers[id]?.status = .running
         containers[id]?.io = io
@@ -305,6 +309,8 @@ public actor Pod {
         guard container.status == .created || container.status == .stopped else {
             throw .failedPrecondition("task \(id) is \(container.status); kill it first")
         }
+        let begun = ContinuousClock.now
+        defer { logger.info("deleted \(id) in \(ContinuousClock.now - begun)") }
         if let vm, let plan9 = await vm.plan9 {
             for share in container.shares.reversed() {
                 do { try await plan9.unmapFromGuest(share) } catch { logger.error("unsharing \(id): \(error)") }

@@ -48,6 +48,12 @@ if isInit {
     startThread {
         if skiff_set_thread_idle_priority() != 0 { log("idle priority for the module loader: errno \(errno)") }
         var loader = rest
+        for module in ModuleLoader.shareModules {
+            let result = loader.load(module)
+            service.modules.withLock { $0 += result.loaded }
+            result.failures.forEach { log("module \($0)") }
+        }
+        service.markShareModulesLoaded()
         for module in ModuleLoader.otherModules {
             let result = loader.load(module)
             service.modules.withLock { $0 += result.loaded }
