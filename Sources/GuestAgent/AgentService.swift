@@ -183,14 +183,14 @@ extension Duration {
 }
 
 /// A point that is reached once; `wait` returns as soon as it has been.
-final class Milestone: Sendable {
+public final class Milestone: Sendable {
     private let state: Locked<(reached: Bool, waiters: [CheckedContinuation<Void, Never>])>
 
-    init(reached: Bool) {
+    public init(reached: Bool = false) {
         state = Locked((reached, []))
     }
 
-    func reach() {
+    public func reach() {
         let waiters = state.withLock { state -> [CheckedContinuation<Void, Never>] in
             state.reached = true
             defer { state.waiters.removeAll() }
@@ -199,7 +199,7 @@ final class Milestone: Sendable {
         waiters.forEach { $0.resume() }
     }
 
-    func wait() async {
+    public func wait() async {
         await withCheckedContinuation { continuation in
             let reached = state.withLock { state -> Bool in
                 if state.reached { return true }

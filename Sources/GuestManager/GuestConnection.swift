@@ -26,15 +26,11 @@ public final class GuestConnection: Sendable {
     public struct BootWatch: Sendable {
         /// The end of the console log, which explains a failed boot.
         public var consoleTail: @Sendable () -> String
-        /// Returns once the guest has opened the channels: data sent before is thrown away.
-        public var channelsOpen: @Sendable () async throws -> Void
         /// How the VM ended, if it has; polled while waiting.
         public var vmExit: @Sendable () async -> String?
 
-        public init(consoleTail: @escaping @Sendable () -> String, channelsOpen: @escaping @Sendable () async throws -> Void = {},
-                    vmExit: @escaping @Sendable () async -> String?) {
+        public init(consoleTail: @escaping @Sendable () -> String, vmExit: @escaping @Sendable () async -> String?) {
             self.consoleTail = consoleTail
-            self.channelsOpen = channelsOpen
             self.vmExit = vmExit
         }
     }
@@ -57,8 +53,13 @@ public final class GuestConnection: Sendable {
                     }
                     let agent = Skiff_Agent_V1_AgentClient(client)
                     do {
-                        try await watch.channelsOpen()
-                        try await pingUntilAnswered(agent, deadline: deadline)
+                        // The agent says hello on the stdio channel once it serves both: from
+                        // then on nothing the host sends is lost to a port not yet open.
+                        _ = try await withTaskCancellationHandler {
+                            try await stdio.hello()
+                        } onCancel: {
+                            Task { await stdio.close() }
+                        }
                     } catch {
                         await client.close()
                         await stdio.close()
@@ -96,20 +97,6 @@ public final class GuestConnection: Sendable {
                 try? await Task.sleep(for: .milliseconds(20))
             }
             throw .disconnected("\(error); console log ends with:\n\(watch.consoleTail())")
-        }
-    }
-
-    /// Pings until one is answered: every attempt is a fresh request with a short deadline, so
-    /// one that the booting guest never saw (the port was not open yet) costs a second at most.
-    static func pingUntilAnswered(_ agent: Skiff_Agent_V1_AgentClient, deadline: ContinuousClock.Instant) async throws {
-        while true {
-            let attempt = min(Duration.seconds(1), deadline - ContinuousClock.now)
-            do {
-                _ = try await agent.ping(.init(), options: TTRPCCallOptions(timeout: attempt))
-                return
-            } catch let status as TTRPCStatus where status.code == .deadlineExceeded && ContinuousClock.now < deadline {
-                continue
-            }
         }
     }
 

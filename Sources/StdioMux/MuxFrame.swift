@@ -7,12 +7,15 @@ import NIOCore
 /// - `credit`: a 4-byte count: the receiver may now be sent that many more bytes.
 /// - `eof`: the sender will send nothing more on this stream.
 /// - `reset`: the receiver wants nothing more; the sender drops what it has.
+/// - `hello`: stream 0; the sender is ready, and says who it is in the payload (text). The
+///   guest agent sends it once it serves, so the host knows it may call without probing.
 public struct MuxFrame: Sendable, Equatable {
     public enum Kind: UInt8, Sendable {
         case data = 0
         case credit = 1
         case eof = 2
         case reset = 3
+        case hello = 4
     }
 
     public static let headerLength = 9

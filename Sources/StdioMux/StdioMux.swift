@@ -28,7 +28,7 @@ public final class StdioMux: Sendable {
             try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(MuxFrameDecoder()))
             try channel.pipeline.syncOperations.addHandler(MuxInboundHandler(mux: mux))
         }.get()
-        try await channel.setOption(.autoRead, value: true)
+        try await channel.setOption(.autoRead, value: true).get()
         return mux
     }
 
@@ -49,6 +49,25 @@ public final class StdioMux: Sendable {
         state.withLock { $0.receivers[stream] = MuxState.Receive(granted: window) }
         write(.credit(stream: stream, bytes: window))
         return MuxReceiver(mux: self, stream: stream)
+    }
+
+    /// Tells the peer this side is ready (a `hello` frame carrying `text`).
+    public func sendHello(_ text: String) async throws {
+        try await write(MuxFrame(stream: 0, kind: .hello, payload: ByteBuffer(string: text))).get()
+    }
+
+    /// The peer's hello text: at once if it came already, else when it comes. Throws if the
+    /// connection closes first.
+    public func hello() async throws -> String {
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<String, any Error>) in
+            let ready: Result<String, any Error>? = state.withLock { state in
+                if let hello = state.hello { return .success(hello) }
+                if let closed = state.closed { return .failure(closed) }
+                state.helloWaiters.append(continuation)
+                return nil
+            }
+            if let ready { continuation.resume(with: ready) }
+        }
     }
 
     /// Closes the connection; every stream fails with `MuxError.closed`.
@@ -74,16 +93,19 @@ public final class StdioMux: Sendable {
     }
 
     func failAll(_ error: MuxError) {
-        let (senders, receivers) = state.withLock { state -> ([CheckedContinuation<Void, any Error>], [CheckedContinuation<ByteBuffer?, any Error>]) in
+        let (senders, receivers, hellos) = state.withLock { state -> ([CheckedContinuation<Void, any Error>], [CheckedContinuation<ByteBuffer?, any Error>], [CheckedContinuation<String, any Error>]) in
             if state.closed == nil { state.closed = error }
             let s = state.senders.values.compactMap(\.waiter)
             let r = state.receivers.values.compactMap(\.waiter)
+            let h = state.helloWaiters
             state.senders.removeAll()
             state.receivers.removeAll()
-            return (s, r)
+            state.helloWaiters.removeAll()
+            return (s, r, h)
         }
         for waiter in senders { waiter.resume(throwing: error) }
         for waiter in receivers { waiter.resume(throwing: error) }
+        for waiter in hellos { waiter.resume(throwing: error) }
     }
 }
 
@@ -107,6 +129,9 @@ struct MuxState {
     var senders: [UInt32: Send] = [:]
     var receivers: [UInt32: Receive] = [:]
     var closed: MuxError?
+    /// The peer's hello, once it came, and who waits for it.
+    var hello: String?
+    var helloWaiters: [CheckedContinuation<String, any Error>] = []
 }
 
 /// Routes incoming frames to the streams' state.
@@ -119,6 +144,14 @@ final class MuxInboundHandler: ChannelInboundHandler, Sendable {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let frame = unwrapInboundIn(data)
         switch frame.kind {
+        case .hello:
+            let text = frame.payload.getString(at: frame.payload.readerIndex, length: frame.payload.readableBytes) ?? ""
+            let waiters = mux.state.withLock { state -> [CheckedContinuation<String, any Error>] in
+                state.hello = text
+                defer { state.helloWaiters.removeAll() }
+                return state.helloWaiters
+            }
+            waiters.forEach { $0.resume(returning: text) }
         case .credit:
             let bytes = Int(frame.payload.getInteger(at: frame.payload.readerIndex, as: UInt32.self) ?? 0)
             let waiter = mux.state.withLock { state -> CheckedContinuation<Void, any Error>? in

@@ -39,7 +39,7 @@ public struct TTRPCServer: Sendable {
         try await channel.eventLoop.submit {
             try self.configureSynchronously(channel.pipeline.syncOperations)
         }.get()
-        try await channel.setOption(.autoRead, value: true)
+        try await channel.setOption(.autoRead, value: true).get()
     }
 
     /// Listens on a unix socket at `path` (replacing a stale socket file) and serves every

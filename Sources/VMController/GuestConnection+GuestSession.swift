@@ -42,13 +42,12 @@ extension GuestConnection: GuestSession {
 public struct AgentSocketConnector: GuestAgentConnector {
     public init() {}
 
-    public func connect(document: VMDocument, timeout: Duration, channelsOpen: @escaping @Sendable () async throws -> Void,
-                        vmExit: @escaping @Sendable () async -> String?) async throws -> any GuestSession {
+    public func connect(document: VMDocument, timeout: Duration, vmExit: @escaping @Sendable () async -> String?) async throws -> any GuestSession {
         guard case let .virtioSerial(control, stdio) = document.agentChannel else {
             throw VMControllerError.invalidArgument("vsock agent channels are not supported on this host")
         }
         return try await GuestConnection.connect(
             controlSocket: control.socketPath, stdioSocket: stdio.socketPath, timeout: timeout,
-            watch: .init(consoleTail: { logTail(document.consoleLog) }, channelsOpen: channelsOpen, vmExit: vmExit))
+            watch: .init(consoleTail: { logTail(document.consoleLog) }, vmExit: vmExit))
     }
 }

@@ -137,7 +137,6 @@ public actor VMController {
             do {
                 let guest = try await connector.connect(
                     document: document, timeout: bootTimeout,
-                    channelsOpen: { try await host.waitForAgentPorts(timeout: bootTimeout) },
                     vmExit: { [weak self] in await self?.exitDescription() })
                 self.guest = guest
                 await plan9?.attach(guest: guest)

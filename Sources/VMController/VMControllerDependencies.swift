@@ -16,14 +16,11 @@ public protocol VMHost: Sendable {
     /// Hot-adds vCPUs until `count` are plugged (refused: fewer, or more than the maximum).
     func setVCPUs(_ count: Int) async throws
     var processID: pid_t? { get async }
-    /// Returns once the guest has opened the agent's channels (or the VM has exited).
-    func waitForAgentPorts(timeout: Duration) async throws
 }
 
 /// Connects to the guest agent of a booting VM.
 public protocol GuestAgentConnector: Sendable {
-    func connect(document: VMDocument, timeout: Duration, channelsOpen: @escaping @Sendable () async throws -> Void,
-                 vmExit: @escaping @Sendable () async -> String?) async throws -> any GuestSession
+    func connect(document: VMDocument, timeout: Duration, vmExit: @escaping @Sendable () async -> String?) async throws -> any GuestSession
 }
 
 /// What the controller (and its Plan9 sub-controller) asks of a connected guest agent.

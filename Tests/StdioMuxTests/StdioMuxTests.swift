@@ -28,6 +28,26 @@ private func collect(_ receiver: MuxReceiver) async throws -> [UInt8] {
 }
 
 @Suite(.timeLimit(.minutes(1))) struct StdioMuxTests {
+    @Test func helloReachesAWaiterWhetherItCameBeforeOrAfterTheAsking() async throws {
+        try await withMuxPair { host, guest in
+            async let early = host.hello()
+            try await Task.sleep(for: .milliseconds(20))
+            try await guest.sendHello("skiff-agent 1")
+            #expect(try await early == "skiff-agent 1")
+            // Asked after it came: answered at once.
+            #expect(try await host.hello() == "skiff-agent 1")
+        }
+    }
+
+    @Test func aHelloWaiterFailsWhenTheConnectionCloses() async throws {
+        try await withMuxPair { host, guest in
+            let waiting = Task { try await host.hello() }
+            try await Task.sleep(for: .milliseconds(20))
+            await guest.close()
+            await #expect(throws: MuxError.self) { _ = try await waiting.value }
+        }
+    }
+
     @Test func bytesArriveInOrderFollowedByEndOfStream() async throws {
         try await withMuxPair { host, guest in
             let receiver = host.receiver(stream: 3, window: 1000)

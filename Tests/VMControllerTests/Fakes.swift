@@ -68,7 +68,6 @@ final class FakeHost: VMHost, @unchecked Sendable {
         }
     }
     var processID: pid_t? { 4242 }
-    func waitForAgentPorts(timeout: Duration) async throws {}
 }
 
 /// A guest that records mounts and closes and fails where told.
@@ -119,8 +118,7 @@ final class FakeConnector: GuestAgentConnector, @unchecked Sendable {
     let guest = FakeGuest()
     var fail = false
 
-    func connect(document: VMDocument, timeout: Duration, channelsOpen: @escaping @Sendable () async throws -> Void,
-                 vmExit: @escaping @Sendable () async -> String?) async throws -> any GuestSession {
+    func connect(document: VMDocument, timeout: Duration, vmExit: @escaping @Sendable () async -> String?) async throws -> any GuestSession {
         if fail { throw FakeFailure("agent never answered") }
         return guest
     }

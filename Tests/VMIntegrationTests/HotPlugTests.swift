@@ -21,8 +21,7 @@ import VMManager
             guard case let .virtioSerial(control, stdio) = document.agentChannel else { throw VMManagerError.invalidConfiguration("serial") }
             let guest = try await GuestConnection.connect(
                 controlSocket: control.socketPath, stdioSocket: stdio.socketPath, timeout: .seconds(90),
-                watch: .init(consoleTail: { logTail(document.consoleLog) }, channelsOpen: { try await vm.waitForAgentPorts(timeout: .seconds(90)) },
-                             vmExit: { await vm.exitStatus.map { "\($0)" } }))
+                watch: .init(consoleTail: { logTail(document.consoleLog) }, vmExit: { await vm.exitStatus.map { "\($0)" } }))
             defer { Task { await guest.close() } }
             try await body(vm, state) { script in
                 let result = try await guest.run(["sh", "-c", script], id: "sh-\(UInt32.random(in: 0...UInt32.max))")

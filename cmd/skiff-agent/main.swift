@@ -108,13 +108,25 @@ func serveForever(path: String, _ serve: @escaping @Sendable (any Channel) async
 }
 
 let server = TTRPCServer(services: [service])
+/// The control port serves: the host may call once it hears the hello.
+let controlServing = Milestone()
 await withTaskGroup(of: Void.self) { group in
     group.addTask {
-        await serveForever(path: controlPath) { channel in try await server.serve(on: channel) }
+        await serveForever(path: controlPath) { channel in
+            try await server.serve(on: channel)
+            controlServing.reach()
+        }
     }
     if let stdioPath {
         group.addTask {
-            await serveForever(path: stdioPath) { channel in service.attachStdio(try await StdioMux.attach(to: channel)) }
+            await serveForever(path: stdioPath) { channel in
+                let mux = try await StdioMux.attach(to: channel)
+                service.attachStdio(mux)
+                // Ready: the host calls once it hears this, instead of probing with pings
+                // (a request sent before the control port is open would be lost).
+                await controlServing.wait()
+                try await mux.sendHello("skiff-agent \(AgentService.version)")
+            }
         }
     }
 }
