@@ -353,6 +353,16 @@ public actor Pod {
         return c.pid
     }
 
+    /// Every process of the container (its cgroup's, as the guest numbers them), the init
+    /// first; just the init when the container is not running.
+    public func processes(of id: String) async throws(ServiceError) -> [UInt32] {
+        guard let c = containers[id] else { throw .notFound("task \(id) not found") }
+        guard c.status == .running || c.status == .paused else { return c.pid == 0 ? [] : [c.pid] }
+        let listed = try await runInGuest("cat /sys/fs/cgroup\(c.cgroupPath)/cgroup.procs", what: "processes of \(id)")
+        let pids = listed.split(whereSeparator: \.isNewline).compactMap { UInt32($0) }
+        return [c.pid] + pids.filter { $0 != c.pid }.sorted()
+    }
+
     /// Ends the process's stdin once what containerd wrote has reached it.
     public func closeIO(id: String, execID: String = "") async throws(ServiceError) {
         _ = try process(id: id, execID: execID)

@@ -71,8 +71,8 @@ public final class TaskService: Containerd_Task_V2_TaskService, Sendable {
 
     public func pids(_ request: Containerd_Task_V2_PidsRequest, context: TTRPCServerContext) async throws -> Containerd_Task_V2_PidsResponse {
         try await handle("Pids", request.id) {
-            let pid = try await pod.pid(of: request.id)
-            return .with { $0.processes = pid == 0 ? [] : [.with { $0.pid = pid }] }
+            let pids = try await pod.processes(of: request.id)
+            return .with { $0.processes = pids.map { pid in .with { $0.pid = pid } } }
         }
     }
 

@@ -299,6 +299,14 @@ func skiffQEMUs() -> [Int32] {
 
             #expect(try cd.ctr("run -d \(Self.runtime) \(Self.image) k2 sh -c 'trap \"\" TERM; sleep 300 & sleep 300 & wait'").status == 0)
             try waitUntil(cd, task: "k2", shows: "RUNNING")
+            // `ctr task ps` lists every process of the container: the shell and its two sleeps.
+            var ps = ""
+            for _ in 0..<50 {
+                ps = try cd.ctr("task ps k2").output
+                if ps.split(separator: "\n").dropFirst().count >= 3 { break }
+                usleep(100_000)
+            }
+            #expect(ps.split(separator: "\n").dropFirst().count == 3, "ctr task ps k2: \(ps)")
             // The init ignores TERM; KILL to every process of the container stops it.
             #expect(try cd.ctr("task kill -a -s SIGKILL k2").status == 0)
             try waitUntil(cd, task: "k2", shows: "STOPPED")
