@@ -47,7 +47,7 @@ public actor Pod {
             let vm = try await ensureVM(annotations: annotations, bundle: bundle, id: request.id)
             // Every container's bundle names the pod's VM, so cleanup after a killed shim finds
             // it from whichever task containerd cleans up.
-            try bundle.write(await vm.stateDirectory, to: bundle.vmFile)
+            try bundle.write(vm.stateDirectory, to: bundle.vmFile)
             guard let share9p = await vm.plan9 else { throw ServiceError.internalError("the VM has no share") }
             plan9 = share9p
             let bundleShare = try await share9p.reserve(hostPath: bundle.path, readOnly: false)
