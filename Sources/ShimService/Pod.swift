@@ -471,7 +471,22 @@ public actor Pod {
         }
         if var mounts = spec["mounts"] as? [[String: Any]] {
             for (index, source) in mountSources where index < mounts.count { mounts[index]["source"] = source }
+            // The guest has only the unified hierarchy, whatever the host has: a cgroup (v1)
+            // mount from a host on v1 becomes the cgroup2 mount a v2 host's spec would carry.
+            for index in mounts.indices where mounts[index]["type"] as? String == "cgroup" {
+                mounts[index]["type"] = "cgroup2"
+                mounts[index]["source"] = "cgroup2"
+            }
             spec["mounts"] = mounts
+        }
+        // As containerd does on a cgroup v2 host: the container sees its own cgroup as the root.
+        if var linux = spec["linux"] as? [String: Any] {
+            var namespaces = linux["namespaces"] as? [[String: Any]] ?? []
+            if !namespaces.contains(where: { $0["type"] as? String == "cgroup" }) {
+                namespaces.append(["type": "cgroup"])
+                linux["namespaces"] = namespaces
+                spec["linux"] = linux
+            }
         }
         spec["root"] = ["path": "rootfs", "readonly": (spec["root"] as? [String: Any])?["readonly"] as? Bool ?? false]
         guard let out = try? JSONSerialization.data(withJSONObject: spec) else { throw .internalError("cannot encode the guest spec") }

@@ -344,4 +344,36 @@ func skiffQEMUs() -> [Int32] {
             #expect(try cd.ctr("container delete g1").status == 0)
         }
     }
+
+    @Test func theSpecsEnvCwdCapabilitiesSeccompMemoryLimitAndReadOnlyRootApply() async throws {
+        try await withContainerd { cd in
+            let flags = "--env FOO=bar --cwd /tmp --cap-drop CAP_CHOWN --memory-limit 67108864 --seccomp --read-only"
+            let run = try cd.ctr("""
+                run --rm \(Self.runtime) \(flags) \(Self.image) s1 sh -c 'echo $FOO; pwd; grep Seccomp: /proc/self/status; \
+                touch /x 2>&1 | grep -o Read-only; chown 1 /dev/null 2>&1 | grep -o "not permitted"; cat /proc/self/cgroup'
+                """)
+            #expect(run.status == 0, "\(run.output)")
+            let lines = run.output.split(separator: "\n").map(String.init)
+            // The last line: the container sees its own cgroup as the root (a cgroup namespace).
+            #expect(lines == ["bar", "/tmp", "Seccomp:\t2", "Read-only", "not permitted", "0::/"],
+                    "\(run.output)")
+            // The memory limit is the container's cgroup's.
+            #expect(try cd.ctr("run -d \(Self.runtime) \(flags) \(Self.image) s2 sleep 300").status == 0)
+            let metrics = try cd.ctr("task metrics s2").output
+            #expect(metrics.contains("67108864"), "\(metrics)")
+            #expect(try cd.ctr("task kill -s SIGKILL s2").status == 0)
+            try waitUntil(cd, task: "s2", shows: "STOPPED")
+            #expect(try cd.ctr("task delete s2").status == 0)
+            #expect(try cd.ctr("container delete s2").status == 0)
+        }
+    }
+
+    @Test func aProcessThatCannotStartFailsTheRunAndLeavesNothing() async throws {
+        try await withContainerd { cd in
+            let run = try cd.ctr("run --rm \(Self.runtime) \(Self.image) f1 /no/such/binary")
+            #expect(run.status != 0)
+            #expect(run.output.contains("/no/such/binary"), "\(run.output)")
+            #expect(try cd.ctr("run --rm \(Self.runtime) \(Self.image) f2 true").status == 0)
+        }
+    }
 }
