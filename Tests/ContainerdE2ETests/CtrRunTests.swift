@@ -94,7 +94,7 @@ func skiffQEMUs() -> [Int32] {
         // No shim, QEMU, mount or VM state left (a shim exits right after its last Shutdown).
         var shims = ""
         for _ in 0..<60 {
-            shims = try PrivateContainerd.shell("pgrep -f '[c]ontainerd-shim-skiff-v2' || true").trimmingCharacters(in: .whitespacesAndNewlines)
+            shims = try PrivateContainerd.shell("pgrep -f '^[^ ]*[c]ontainerd-shim-skiff-v2( |$)' || true").trimmingCharacters(in: .whitespacesAndNewlines)
             if shims.isEmpty { break }
             usleep(50_000)
         }
@@ -146,6 +146,21 @@ func skiffQEMUs() -> [Int32] {
                 #expect(try cd.ctr("container delete \(id)").status == 0)
             }
             #expect(skiffQEMUs().isEmpty, "the VM ends with the last container")
+        }
+    }
+
+    @Test func sigkillOfQEMUStopsTheTaskWhichThenDeletesCleanly() async throws {
+        try await withContainerd { cd in
+            #expect(try cd.ctr("run -d \(Self.runtime) \(Self.image) q1 sleep 300").status == 0)
+            let qemus = skiffQEMUs()
+            #expect(qemus.count == 1)
+            for pid in qemus { kill(pid, SIGKILL) }
+            // The shim sees its VM go: the task exits, and the shim stays to answer.
+            try waitUntil(cd, task: "q1", shows: "STOPPED")
+            #expect(try cd.ctr("task delete q1").status == 0)
+            #expect(try cd.ctr("container delete q1").status == 0)
+            // And the next container runs.
+            #expect(try cd.ctr("run --rm \(Self.runtime) \(Self.image) q2 true").status == 0)
         }
     }
 
