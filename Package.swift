@@ -206,6 +206,7 @@ let package = Package(
             dependencies: ["VMController", "VMManager"]
         ),
         .testTarget(name: "ShimProcessTests", dependencies: ["ShimProcess"]),
+        .testTarget(name: "ShimServiceTests", dependencies: ["ShimService"]),
         .testTarget(
             name: "ContainerdE2ETests",
             dependencies: [

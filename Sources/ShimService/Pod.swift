@@ -6,6 +6,7 @@ import GuestManager
 import Logging
 import ShimProcess
 import StdioMux
+import SwiftProtobuf
 import VMController
 import VMManager
 
@@ -44,7 +45,7 @@ public actor Pod {
         var shares: [Plan9Controller.ShareID] = []
         var plan9: Plan9Controller?
         do {
-            let vm = try await ensureVM(annotations: annotations, bundle: bundle, id: request.id)
+            let vm = try await ensureVM(annotations: annotations, options: request.options, bundle: bundle, id: request.id)
             // Every container's bundle names the pod's VM, so cleanup after a killed shim finds
             // it from whichever task containerd cleans up.
             try bundle.write(vm.stateDirectory, to: bundle.vmFile)
@@ -85,9 +86,9 @@ public actor Pod {
         return 0
     }
 
-    private func ensureVM(annotations: [String: String], bundle: TaskBundle, id: String) async throws -> VMController {
+    private func ensureVM(annotations: [String: String], options: Google_Protobuf_Any, bundle: TaskBundle, id: String) async throws -> VMController {
         if let vm { return vm }
-        let config = try SandboxConfig.from(annotations: annotations)
+        let config = try SandboxConfig.from(annotations: annotations, base: Self.runtimeConfig(options))
         let group = ShimSocket.group(id: id, annotations: annotations)
         let vmID = "pod-" + String(SHA256.hex(Array(group.utf8)).prefix(12))
         let state = "\(stateRoot)/\(vmID)"
@@ -105,6 +106,24 @@ public actor Pod {
         try await controller.createVM(document)
         try await controller.startVM(bootTimeout: config.bootTimeout)
         return controller
+    }
+
+    /// The VM settings of the runtime's config file, when containerd's runtime options name
+    /// one (`ctr run --runtime-config-path`, or the CRI plugin's runtime options).
+    static func runtimeConfig(_ options: Google_Protobuf_Any) throws(ServiceError) -> SandboxConfig {
+        guard !options.typeURL.isEmpty else { return SandboxConfig() }
+        guard options.typeURL.hasSuffix("runtimeoptions.v1.Options") else {
+            throw .invalidArgument("runtime options of type \(options.typeURL) are not Skiff's (runtimeoptions.v1.Options)")
+        }
+        let decoded: Runtimeoptions_V1_Options
+        do { decoded = try Runtimeoptions_V1_Options(serializedBytes: options.value) } catch {
+            throw .invalidArgument("undecodable runtime options: \(error)")
+        }
+        guard !decoded.configPath.isEmpty else { return SandboxConfig() }
+        guard let data = FileManager.default.contents(atPath: decoded.configPath) else {
+            throw .invalidArgument("cannot read the runtime config file \(decoded.configPath)")
+        }
+        return try SandboxConfig.from(configFile: String(decoding: data, as: UTF8.self), path: decoded.configPath)
     }
 
     /// Terminates the VM (the last container left, or the first one failed).

@@ -1,8 +1,11 @@
+import Foundation
 import VMManager
 
-/// What the pod's VM should be, from the first container's annotations: a pure function,
-/// so the mapping is pinned by a table test. Unknown `io.skiff.*` keys are refused rather
-/// than silently ignored.
+/// What the pod's VM should be: the runtime's config file (containerd's runtime options)
+/// gives defaults, and the first container's `io.skiff.*` annotations override them. Both
+/// use the same names (`memory-mib`, `vcpus`, `accel`, `kernel`, `initrd`, `boot-timeout`);
+/// unknown names are refused rather than silently ignored. Pure functions of their input,
+/// so the mapping is pinned by table tests.
 public struct SandboxConfig: Sendable, Equatable {
     public var memoryMiB = 256
     public var vcpus = 1
@@ -16,33 +19,56 @@ public struct SandboxConfig: Sendable, Equatable {
 
     public static let prefix = "io.skiff."
 
-    public static func from(annotations: [String: String]) throws(ServiceError) -> SandboxConfig {
-        var config = SandboxConfig()
-        for (key, value) in annotations where key.hasPrefix(prefix) {
-            let name = String(key.dropFirst(prefix.count))
-            switch name {
-            case "memory-mib":
-                guard let mib = Int(value), (64...65536).contains(mib) else { throw .invalidArgument("\(key)=\(value): 64 to 65536 MiB") }
-                config.memoryMiB = mib
-            case "vcpus":
-                guard let n = Int(value), (1...64).contains(n) else { throw .invalidArgument("\(key)=\(value): 1 to 64") }
-                config.vcpus = n
-            case "accel":
-                guard let accel = VMDocument.Accelerator(rawValue: value) else { throw .invalidArgument("\(key)=\(value): kvm or tcg") }
-                config.accelerator = accel
-            case "kernel":
-                guard value.hasPrefix("/") else { throw .invalidArgument("\(key)=\(value): an absolute path") }
-                config.kernel = value
-            case "initrd":
-                guard value.hasPrefix("/") else { throw .invalidArgument("\(key)=\(value): an absolute path") }
-                config.initrd = value
-            case "boot-timeout":
-                guard let seconds = Int(value), (1...3600).contains(seconds) else { throw .invalidArgument("\(key)=\(value): 1 to 3600 seconds") }
-                config.bootTimeout = .seconds(seconds)
-            default:
-                throw .invalidArgument("unknown annotation \(key)")
-            }
+    public static func from(annotations: [String: String], base: SandboxConfig = SandboxConfig()) throws(ServiceError) -> SandboxConfig {
+        var config = base
+        for (key, value) in annotations.sorted(by: { $0.key < $1.key }) where key.hasPrefix(prefix) {
+            try config.set(String(key.dropFirst(prefix.count)), to: value, source: key)
         }
         return config
+    }
+
+    /// The runtime's config file: `name = value` lines (TOML's simple form: values may be
+    /// quoted, `#` starts a comment, a `[section]` header is allowed and ignored).
+    public static func from(configFile text: String, path: String) throws(ServiceError) -> SandboxConfig {
+        var config = SandboxConfig()
+        for (number, raw) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+            var line = Substring(raw)
+            if let hash = line.firstIndex(of: "#") { line = line[..<hash] }
+            let trimmed = line.trimmingCharacters(in: .whitespaces)
+            if trimmed.isEmpty || (trimmed.hasPrefix("[") && trimmed.hasSuffix("]")) { continue }
+            guard let equals = trimmed.firstIndex(of: "=") else {
+                throw .invalidArgument("\(path):\(number + 1): expected name = value")
+            }
+            let name = trimmed[..<equals].trimmingCharacters(in: .whitespaces)
+            var value = trimmed[trimmed.index(after: equals)...].trimmingCharacters(in: .whitespaces)
+            if value.count >= 2, value.hasPrefix("\""), value.hasSuffix("\"") { value = String(value.dropFirst().dropLast()) }
+            try config.set(name, to: value, source: "\(path):\(number + 1): \(name)")
+        }
+        return config
+    }
+
+    private mutating func set(_ name: String, to value: String, source key: String) throws(ServiceError) {
+        switch name {
+        case "memory-mib":
+            guard let mib = Int(value), (64...65536).contains(mib) else { throw .invalidArgument("\(key)=\(value): 64 to 65536 MiB") }
+            self.memoryMiB = mib
+        case "vcpus":
+            guard let n = Int(value), (1...64).contains(n) else { throw .invalidArgument("\(key)=\(value): 1 to 64") }
+            self.vcpus = n
+        case "accel":
+            guard let accel = VMDocument.Accelerator(rawValue: value) else { throw .invalidArgument("\(key)=\(value): kvm or tcg") }
+            self.accelerator = accel
+        case "kernel":
+            guard value.hasPrefix("/") else { throw .invalidArgument("\(key)=\(value): an absolute path") }
+            self.kernel = value
+        case "initrd":
+            guard value.hasPrefix("/") else { throw .invalidArgument("\(key)=\(value): an absolute path") }
+            self.initrd = value
+        case "boot-timeout":
+            guard let seconds = Int(value), (1...3600).contains(seconds) else { throw .invalidArgument("\(key)=\(value): 1 to 3600 seconds") }
+            self.bootTimeout = .seconds(seconds)
+        default:
+            throw .invalidArgument("unknown setting \(key)")
+        }
     }
 }

@@ -391,4 +391,21 @@ func skiffQEMUs() -> [Int32] {
             #expect(try cd.ctr("run --rm \(Self.runtime) \(Self.image) f2 true").status == 0)
         }
     }
+
+    @Test func theRuntimeConfigFileSizesTheVM() async throws {
+        try await withContainerd { cd in
+            let file = cd.dir + "/skiff.toml"
+            try "# the pod VM\nmemory-mib = 384\nvcpus = 2\n".write(toFile: file, atomically: false, encoding: .utf8)
+            let run = try cd.ctr("run --rm \(Self.runtime) --runtime-config-path \(file) \(Self.image) c1 sh -c 'grep MemTotal /proc/meminfo; nproc'")
+            #expect(run.status == 0, "\(run.output)")
+            let lines = run.output.split(separator: "\n")
+            let kib = lines.first.flatMap { $0.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first }.flatMap { Int($0) } ?? 0
+            // 384 MiB less what the kernel keeps for itself.
+            #expect(kib > 300 * 1024 && kib <= 384 * 1024, "\(run.output)")
+            #expect(lines.dropFirst().first == "2", "\(run.output)")
+            // A config file that names an unknown setting is refused.
+            try "colour = blue\n".write(toFile: file, atomically: false, encoding: .utf8)
+            #expect(try cd.ctr("run --rm \(Self.runtime) --runtime-config-path \(file) \(Self.image) c2 true").status != 0)
+        }
+    }
 }

@@ -1,0 +1,48 @@
+import Testing
+@testable import ShimService
+
+/// The pod's VM settings from the runtime's config file and the `io.skiff.*` annotations.
+@Suite struct SandboxConfigTests {
+    @Test func annotationsSetEachSettingAndOthersAreIgnored() throws {
+        let config = try SandboxConfig.from(annotations: [
+            "io.skiff.memory-mib": "512", "io.skiff.vcpus": "2", "io.skiff.accel": "tcg",
+            "io.skiff.kernel": "/k", "io.skiff.initrd": "/i", "io.skiff.boot-timeout": "30",
+            "io.kubernetes.cri.sandbox-id": "pod1",
+        ])
+        #expect(config.memoryMiB == 512)
+        #expect(config.vcpus == 2)
+        #expect(config.accelerator == .tcg)
+        #expect(config.kernel == "/k" && config.initrd == "/i")
+        #expect(config.bootTimeout == .seconds(30))
+    }
+
+    @Test(arguments: [
+        ("io.skiff.memory-mib", "32"), ("io.skiff.memory-mib", "lots"), ("io.skiff.vcpus", "0"),
+        ("io.skiff.accel", "hvf"), ("io.skiff.kernel", "relative"), ("io.skiff.boot-timeout", "0"),
+        ("io.skiff.no-such-setting", "1"),
+    ])
+    func badOrUnknownAnnotationsAreRefused(key: String, value: String) {
+        #expect(throws: ServiceError.self) { try SandboxConfig.from(annotations: [key: value]) }
+    }
+
+    @Test func theConfigFileGivesDefaultsThatAnnotationsOverride() throws {
+        let file = """
+            # Skiff's VM settings
+            [vm]
+            memory-mib = 384
+            vcpus = 2   # two
+            accel = "tcg"
+            """
+        let base = try SandboxConfig.from(configFile: file, path: "/etc/skiff.toml")
+        #expect(base.memoryMiB == 384 && base.vcpus == 2 && base.accelerator == .tcg)
+        let config = try SandboxConfig.from(annotations: ["io.skiff.vcpus": "3"], base: base)
+        #expect(config.memoryMiB == 384 && config.vcpus == 3)
+    }
+
+    @Test func aBadConfigFileLineIsRefusedWithItsPlace() {
+        #expect(throws: ServiceError.invalidArgument("/etc/skiff.toml:2: expected name = value")) {
+            try SandboxConfig.from(configFile: "vcpus = 1\nnonsense\n", path: "/etc/skiff.toml")
+        }
+        #expect(throws: ServiceError.self) { try SandboxConfig.from(configFile: "colour = blue", path: "/f") }
+    }
+}
