@@ -415,4 +415,18 @@ func skiffQEMUs() -> [Int32] {
             #expect(try cd.ctr("run --rm \(Self.runtime) --runtime-config-path \(file) \(Self.image) c2 true").status != 0)
         }
     }
+
+    @Test func aFileLogURIGetsTheOutputAndNoByteIsLostAtExit() async throws {
+        try await withContainerd { cd in
+            let log = cd.dir + "/task.log"
+            // 300 KB written just before exit: all of it reaches the file.
+            #expect(try cd.ctr("run -d --log-uri file://\(log) \(Self.runtime) \(Self.image) l1 sh -c 'echo logged; dd if=/dev/zero bs=1000 count=300 2>/dev/null | tr \"\\\\0\" x'").status == 0)
+            try waitUntil(cd, task: "l1", shows: "STOPPED")
+            let written = try String(contentsOfFile: log, encoding: .utf8)
+            #expect(written.hasPrefix("logged\n"))
+            #expect(written.utf8.count == "logged\n".utf8.count + 300_000, "\(written.utf8.count) bytes")
+            #expect(try cd.ctr("task delete l1").status == 0)
+            #expect(try cd.ctr("container delete l1").status == 0)
+        }
+    }
 }
