@@ -46,24 +46,11 @@ extension Pod {
         guard exec.status == .created else { throw .failedPrecondition("exec \(execID) is \(exec.status), not created") }
         guard container.status == .running else { throw .failedPrecondition("task \(id) is \(container.status)") }
         guard let vm, let guest = await vm.agentConnection else { throw .failedPrecondition("the VM is not running") }
-        let io = try FifoIO.start(stdin: exec.stdin, stdout: exec.stdout, stderr: exec.stderr,
-                                  terminal: exec.terminal, mux: guest.stdio, nextStream: { guest.nextStreamID() })
-        let pidFile = Self.guestPidFile(exec.agentID)
-        let response: Skiff_Agent_V1_CreateProcessResponse
-        do {
-            response = try await guest.agent.createProcess(.with {
-                $0.id = exec.agentID
-                $0.args = ["crun", "exec", "--pid-file", pidFile, "--process", container.guestBundle + "/" + exec.specName, id]
-                $0.terminal = exec.terminal
-                if let s = io.stdin { $0.stdinStream = s }
-                if let s = io.stdout { $0.stdoutStream = s }
-                if let s = io.stderr { $0.stderrStream = s }
-            })
-        } catch {
-            io.abandon()
-            throw ServiceError.from(error)
+        let (io, pid) = try await launch(
+            agentID: exec.agentID, terminal: exec.terminal, stdin: exec.stdin, stdout: exec.stdout, stderr: exec.stderr,
+            guest: guest) { pidFile in
+            ["crun", "exec", "--pid-file", pidFile, "--process", container.guestBundle + "/" + exec.specName, id]
         }
-        let pid = await processPid(guest: guest, pidFile: pidFile, launcher: response.pid)
         containers[id]?.execs[execID]?.pid = pid
         containers[id]?.execs[execID]?.status = .running
         containers[id]?.execs[execID]?.io = io

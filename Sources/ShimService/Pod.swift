@@ -141,28 +141,14 @@ public actor Pod {
         guard container.status == .created else { throw .failedPrecondition("task \(id) is \(container.status), not created") }
         guard let vm, let guest = await vm.agentConnection else { throw .failedPrecondition("the VM is not running") }
         let begun = ContinuousClock.now
-        let io = try FifoIO.start(stdin: container.stdin, stdout: container.stdout, stderr: container.stderr,
-                                  terminal: container.terminal, mux: guest.stdio, nextStream: { guest.nextStreamID() })
-        let pidFile = Self.guestPidFile(container.agentID)
-        let response: Skiff_Agent_V1_CreateProcessResponse
-        do {
-            response = try await guest.agent.createProcess(.with {
-                $0.id = container.agentID
-                // The guest root is the initramfs, which pivot_root cannot leave.
-                $0.args = ["crun", "run", "--no-pivot", "--pid-file", pidFile, "--bundle", container.guestBundle,
-                           "--config", container.guestBundle + "/" + Self.guestConfigName, id]
-                $0.terminal = container.terminal
-                if let s = io.stdin { $0.stdinStream = s }
-                if let s = io.stdout { $0.stdoutStream = s }
-                if let s = io.stderr { $0.stderrStream = s }
-            })
-        } catch {
-            io.abandon()
-            throw ServiceError.from(error)
+        // The guest root is the initramfs, which pivot_root cannot leave. `crun run` stays in
+        // the foreground; the pid is the container's init, which crun writes to its pid file.
+        let (io, pid) = try await launch(
+            agentID: container.agentID, terminal: container.terminal, stdin: container.stdin, stdout: container.stdout,
+            stderr: container.stderr, guest: guest) { pidFile in
+            ["crun", "run", "--no-pivot", "--pid-file", pidFile, "--bundle", container.guestBundle,
+             "--config", container.guestBundle + "/" + Self.guestConfigName, id]
         }
-        // `crun run` stays in the foreground: Start answers once crun has written the
-        // container's init pid (or has already exited), and reports that pid.
-        let pid = await processPid(guest: guest, pidFile: pidFile, launcher: response.pid)
         // Re-read: Wait calls may have queued up while this awaited.
         logger.info("started \(id) (pid \(pid)) in \(ContinuousClock.now - begun)")
         containers[id]?.pid = pid
@@ -176,6 +162,31 @@ public actor Pod {
         await events.publish(topic: "/tasks/start", event)
         Task { await self.watchExit(id: id, guest: guest, io: io) }
         return pid
+    }
+
+    /// Starts a crun command as the agent's process `agentID` with containerd's stdio, and
+    /// returns its stdio pumps and the pid crun wrote (see `processPid`). `command` gets the
+    /// pid file's path.
+    func launch(agentID: String, terminal: Bool, stdin: String, stdout: String, stderr: String, guest: GuestConnection,
+                command: (String) -> [String]) async throws(ServiceError) -> (FifoIO, UInt32) {
+        let io = try FifoIO.start(stdin: stdin, stdout: stdout, stderr: stderr, terminal: terminal,
+                                  mux: guest.stdio, nextStream: { guest.nextStreamID() })
+        let pidFile = Self.guestPidFile(agentID)
+        let response: Skiff_Agent_V1_CreateProcessResponse
+        do {
+            response = try await guest.agent.createProcess(.with {
+                $0.id = agentID
+                $0.args = command(pidFile)
+                $0.terminal = terminal
+                if let s = io.stdin { $0.stdinStream = s }
+                if let s = io.stdout { $0.stdoutStream = s }
+                if let s = io.stderr { $0.stderrStream = s }
+            })
+        } catch {
+            io.abandon()
+            throw ServiceError.from(error)
+        }
+        return (io, await processPid(guest: guest, pidFile: pidFile, launcher: response.pid))
     }
 
     /// Where crun writes the pid of the process it starts for the agent's process `agentID`.
