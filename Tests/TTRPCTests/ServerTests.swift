@@ -81,14 +81,17 @@ import Testing
     @Test func answersGoOutInTheOrderCallsFinish() async throws {
         try await withServer([ProbeService()]) { path in
             let raw = try await RawConnection(path: path)
-            // Long enough that the quick call finishes first even on a loaded machine.
-            try await raw.sendRequest(streamID: 1, service: ProbeService.name, method: "Sleep", payload: Data("2000".utf8))
+            // The first call holds until its gate opens, which happens only after the second
+            // call's answer is in: the answers must come in the order the calls finish.
+            let gate = "order-\(UUID().uuidString)"
+            try await raw.sendRequest(streamID: 1, service: ProbeService.name, method: "Hold", payload: Data(gate.utf8))
             try await raw.sendRequest(streamID: 3, service: ProbeService.name, method: "Echo", payload: Data("fast".utf8))
             let first = try #require(try await raw.nextResponse())
+            await ProbeGates.shared.open(gate)
             let second = try #require(try await raw.nextResponse())
             #expect(first.streamID == 3)
             #expect(second.streamID == 1)
-            #expect(second.response.payload == Data("2000".utf8))
+            #expect(second.response.payload == Data(gate.utf8))
             await raw.close()
         }
     }

@@ -49,6 +49,24 @@ func withClient<T>(
     }
 }
 
+/// Gates for the Probe service's "Hold" method: a call holds until its gate opens, so a test
+/// orders calls by what it does, not by how long a sleep takes on a loaded machine.
+actor ProbeGates {
+    static let shared = ProbeGates()
+    private var open: Set<String> = []
+    private var waiters: [String: [CheckedContinuation<Void, Never>]] = [:]
+
+    func wait(_ name: String) async {
+        if open.contains(name) { return }
+        await withCheckedContinuation { waiters[name, default: []].append($0) }
+    }
+
+    func open(_ name: String) {
+        open.insert(name)
+        waiters.removeValue(forKey: name)?.forEach { $0.resume() }
+    }
+}
+
 /// A hand-written service for tests, registered without the generator.
 struct ProbeService: TTRPCServiceProvider {
     static let name = "skiff.test.v1.Probe"
@@ -71,6 +89,11 @@ struct ProbeService: TTRPCServiceProvider {
             TTRPCMethod(name: "Sleep") { payload, _ in
                 let ms = Int(String(decoding: payload, as: UTF8.self)) ?? 0
                 try await Task.sleep(for: .milliseconds(ms))
+                return payload
+            },
+            // Holds until the gate named by the payload opens (ProbeGates), then answers it.
+            TTRPCMethod(name: "Hold") { payload, _ in
+                await ProbeGates.shared.wait(String(decoding: payload, as: UTF8.self))
                 return payload
             },
             // Answers with the number of bytes given as decimal text.
