@@ -28,23 +28,31 @@ final class PrivateContainerd: @unchecked Sendable {
     }
 
     /// Runs `ctr` against this containerd; returns its exit status and combined output.
-    func ctr(_ arguments: String) throws -> (status: Int32, output: String) {
+    func ctr(_ arguments: String) async throws -> (status: Int32, output: String) {
         let log = dir + "/ctr-\(UUID().uuidString.prefix(6)).out"
         defer { unlink(log) }
-        let status = system("timeout 120 ctr --address \(socket) \(arguments) >\(log) 2>&1 </dev/null")
+        let status = await Self.system("timeout 120 ctr --address \(socket) \(arguments) >\(log) 2>&1 </dev/null")
         let output = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
         return ((status >> 8) & 0xff, output)
     }
 
     /// Runs a shell command line in which `CTR` stands for `ctr` against this containerd
     /// (for pipes into ctr, or ctr under `script` for a terminal); returns status and output.
-    func shellWithCtr(_ command: String) -> (status: Int32, output: String) {
+    func shellWithCtr(_ command: String) async -> (status: Int32, output: String) {
         let log = dir + "/sh-\(UUID().uuidString.prefix(6)).out"
         defer { unlink(log) }
         let line = command.replacingOccurrences(of: "CTR", with: "ctr --address \(socket)")
-        let status = system("timeout 180 sh -c \(shellQuoted(line)) >\(log) 2>&1 </dev/null")
+        let status = await Self.system("timeout 180 sh -c \(shellQuoted(line)) >\(log) 2>&1 </dev/null")
         let output = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
         return ((status >> 8) & 0xff, output)
+    }
+
+    /// system(3) on a thread of its own: a test waiting seconds for `ctr` must not hold one of
+    /// the few threads every test in the process shares.
+    static func system(_ line: String) async -> Int32 {
+        await withCheckedContinuation { continuation in
+            Thread.detachNewThread { continuation.resume(returning: Glibc.system(line)) }
+        }
     }
 
     /// `text` as one single-quoted shell word.
@@ -55,7 +63,7 @@ final class PrivateContainerd: @unchecked Sendable {
     static func shell(_ command: String) throws -> String {
         let log = "/tmp/skiff-sh-\(UUID().uuidString.prefix(8))"
         defer { unlink(log) }
-        let status = system("(\(command)) >\(log) 2>&1")
+        let status = Glibc.system("(\(command)) >\(log) 2>&1")
         let output = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
         guard status == 0 else { throw ShellError(command: command, output: output) }
         return output
@@ -101,7 +109,7 @@ func skiffQEMUs() -> [Int32] {
         for _ in 0..<60 {
             shims = try PrivateContainerd.shell("pgrep -f '^[^ ]*[c]ontainerd-shim-skiff-v2( |$)' || true").trimmingCharacters(in: .whitespacesAndNewlines)
             if shims.isEmpty { break }
-            usleep(50_000)
+            try await Task.sleep(for: .milliseconds(50))
         }
         #expect(shims.isEmpty, "shims left: \(shims)")
         #expect(skiffQEMUs().isEmpty)
@@ -113,7 +121,7 @@ func skiffQEMUs() -> [Int32] {
 
     @Test func echoPrintsInsideItsOwnVMAndTheExitCodeComesBack() async throws {
         try await withContainerd { cd in
-            let run = try cd.ctr("run --rm \(Self.runtime) \(Self.image) e1 sh -c 'echo hello from skiff; uname -r; exit 3'")
+            let run = try await cd.ctr("run --rm \(Self.runtime) \(Self.image) e1 sh -c 'echo hello from skiff; uname -r; exit 3'")
             #expect(run.status == 3, "\(run.output)")
             let lines = run.output.split(separator: "\n").map(String.init)
             #expect(lines.first == "hello from skiff")
@@ -128,9 +136,9 @@ func skiffQEMUs() -> [Int32] {
 
     @Test func badIdsAreRefusedCleanly() async throws {
         try await withContainerd { cd in
-            let run = try cd.ctr("run --rm \(Self.runtime) \(Self.image) ../x true")
+            let run = try await cd.ctr("run --rm \(Self.runtime) \(Self.image) ../x true")
             #expect(run.status != 0)
-            let ok = try cd.ctr("run --rm \(Self.runtime) \(Self.image) after-bad-id true")
+            let ok = try await cd.ctr("run --rm \(Self.runtime) \(Self.image) after-bad-id true")
             #expect(ok.status == 0, "\(ok.output)")
         }
     }
@@ -138,17 +146,17 @@ func skiffQEMUs() -> [Int32] {
     @Test func twoContainersOfOnePodShareOneVMThatEndsAfterTheLastDelete() async throws {
         try await withContainerd { cd in
             let pod = "--annotation io.kubernetes.cri.sandbox-id=pod1"
-            #expect(try cd.ctr("run -d \(pod) \(Self.runtime) \(Self.image) p1a sleep 300").status == 0)
-            #expect(try cd.ctr("run -d \(pod) \(Self.runtime) \(Self.image) p1b sleep 300").status == 0)
+            #expect(try await cd.ctr("run -d \(pod) \(Self.runtime) \(Self.image) p1a sleep 300").status == 0)
+            #expect(try await cd.ctr("run -d \(pod) \(Self.runtime) \(Self.image) p1b sleep 300").status == 0)
             #expect(skiffQEMUs().count == 1, "one VM for the pod")
-            let tasks = try cd.ctr("task ls").output
+            let tasks = try await cd.ctr("task ls").output
             #expect(tasks.contains("p1a") && tasks.contains("p1b") && tasks.components(separatedBy: "RUNNING").count == 3, "\(tasks)")
             for id in ["p1a", "p1b"] {
-                #expect(try cd.ctr("task kill -s SIGKILL \(id)").status == 0)
-                try waitUntil(cd, task: id, shows: "STOPPED")
-                #expect(try cd.ctr("task delete \(id)").status == 0)
+                #expect(try await cd.ctr("task kill -s SIGKILL \(id)").status == 0)
+                try await waitUntil(cd, task: id, shows: "STOPPED")
+                #expect(try await cd.ctr("task delete \(id)").status == 0)
                 if id == "p1a" { #expect(skiffQEMUs().count == 1, "the VM stays while p1b runs") }
-                #expect(try cd.ctr("container delete \(id)").status == 0)
+                #expect(try await cd.ctr("container delete \(id)").status == 0)
             }
             #expect(skiffQEMUs().isEmpty, "the VM ends with the last container")
         }
@@ -156,55 +164,55 @@ func skiffQEMUs() -> [Int32] {
 
     @Test func sigkillOfQEMUStopsTheTaskWhichThenDeletesCleanly() async throws {
         try await withContainerd { cd in
-            #expect(try cd.ctr("run -d \(Self.runtime) \(Self.image) q1 sleep 300").status == 0)
+            #expect(try await cd.ctr("run -d \(Self.runtime) \(Self.image) q1 sleep 300").status == 0)
             let qemus = skiffQEMUs()
             #expect(qemus.count == 1)
             for pid in qemus { kill(pid, SIGKILL) }
             // The shim sees its VM go: the task exits, and the shim stays to answer.
-            try waitUntil(cd, task: "q1", shows: "STOPPED")
-            #expect(try cd.ctr("task delete q1").status == 0)
-            #expect(try cd.ctr("container delete q1").status == 0)
+            try await waitUntil(cd, task: "q1", shows: "STOPPED")
+            #expect(try await cd.ctr("task delete q1").status == 0)
+            #expect(try await cd.ctr("container delete q1").status == 0)
             // And the next container runs.
-            #expect(try cd.ctr("run --rm \(Self.runtime) \(Self.image) q2 true").status == 0)
+            #expect(try await cd.ctr("run --rm \(Self.runtime) \(Self.image) q2 true").status == 0)
         }
     }
 
     @Test func sigkillOfTheShimThenContainerdsCleanupLeavesNothing() async throws {
         try await withContainerd { cd in
-            #expect(try cd.ctr("run -d \(Self.runtime) \(Self.image) k1 sleep 300").status == 0)
+            #expect(try await cd.ctr("run -d \(Self.runtime) \(Self.image) k1 sleep 300").status == 0)
             #expect(skiffQEMUs().count == 1)
             _ = try PrivateContainerd.shell("pkill -9 -f '[c]ontainerd-shim-skiff-v2.*-id k1'")
             // containerd sees the shim go, runs `shim delete`, and marks the task stopped.
             var state = ""
             for _ in 0..<200 {
-                state = try cd.ctr("task ls").output
+                state = try await cd.ctr("task ls").output
                 if !state.contains("RUNNING") { break }
-                usleep(50_000)
+                try await Task.sleep(for: .milliseconds(50))
             }
             #expect(!state.contains("RUNNING"), "\(state)")
-            for _ in 0..<100 where !skiffQEMUs().isEmpty { usleep(50_000) }
-            _ = try cd.ctr("task delete k1")
-            #expect(try cd.ctr("container delete k1").status == 0)
+            for _ in 0..<100 where !skiffQEMUs().isEmpty { try await Task.sleep(for: .milliseconds(50)) }
+            _ = try await cd.ctr("task delete k1")
+            #expect(try await cd.ctr("container delete k1").status == 0)
         }
     }
 
-    private func waitUntil(_ cd: PrivateContainerd, task id: String, shows status: String) throws {
+    private func waitUntil(_ cd: PrivateContainerd, task id: String, shows status: String) async throws {
         for _ in 0..<200 {
-            let line = try cd.ctr("task ls").output.split(separator: "\n").first { $0.hasPrefix(id + " ") }
+            let line = try await cd.ctr("task ls").output.split(separator: "\n").first { $0.hasPrefix(id + " ") }
             if line?.contains(status) == true { return }
-            usleep(50_000)
+            try await Task.sleep(for: .milliseconds(50))
         }
         Issue.record("task \(id) never showed \(status)")
     }
 
     @Test func pauseResumeMetricsAndAMemoryUpdate() async throws {
         try await withContainerd { cd in
-            #expect(try cd.ctr("run -d \(Self.runtime) \(Self.image) m1 sleep 300").status == 0)
-            #expect(try cd.ctr("task pause m1").status == 0)
-            try waitUntil(cd, task: "m1", shows: "PAUSED")
-            #expect(try cd.ctr("task resume m1").status == 0)
-            try waitUntil(cd, task: "m1", shows: "RUNNING")
-            let metrics = try cd.ctr("task metrics m1")
+            #expect(try await cd.ctr("run -d \(Self.runtime) \(Self.image) m1 sleep 300").status == 0)
+            #expect(try await cd.ctr("task pause m1").status == 0)
+            try await waitUntil(cd, task: "m1", shows: "PAUSED")
+            #expect(try await cd.ctr("task resume m1").status == 0)
+            try await waitUntil(cd, task: "m1", shows: "RUNNING")
+            let metrics = try await cd.ctr("task metrics m1")
             #expect(metrics.status == 0, "\(metrics.output)")
             // ctr prints the cgroup v2 figures it decoded from our Stats answer.
             #expect(metrics.output.contains("memory.usage_in_bytes") || metrics.output.contains("memory"), "\(metrics.output)")
@@ -223,18 +231,18 @@ func skiffQEMUs() -> [Int32] {
                     .with { $0.id = "m1"; $0.resources = resources }, options: TTRPCCallOptions(metadata: metadata))
                 await client.close()
             }
-            let after = try cd.ctr("task metrics m1").output
+            let after = try await cd.ctr("task metrics m1").output
             #expect(after.contains("67108864"), "\(after)")
-            #expect(try cd.ctr("task kill -s SIGKILL m1").status == 0)
-            try waitUntil(cd, task: "m1", shows: "STOPPED")
-            #expect(try cd.ctr("task delete m1").status == 0)
-            #expect(try cd.ctr("container delete m1").status == 0)
+            #expect(try await cd.ctr("task kill -s SIGKILL m1").status == 0)
+            try await waitUntil(cd, task: "m1", shows: "STOPPED")
+            #expect(try await cd.ctr("task delete m1").status == 0)
+            #expect(try await cd.ctr("container delete m1").status == 0)
         }
     }
 
     @Test func stdinReachesTheContainerAndItsEndEndsTheProcess() async throws {
         try await withContainerd { cd in
-            let run = cd.shellWithCtr("printf 'line one\\nline two\\n' | CTR run --rm \(Self.runtime) \(Self.image) s1 sh -c 'cat; echo stdin closed'")
+            let run = await cd.shellWithCtr("printf 'line one\\nline two\\n' | CTR run --rm \(Self.runtime) \(Self.image) s1 sh -c 'cat; echo stdin closed'")
             #expect(run.status == 0, "\(run.output)")
             #expect(run.output == "line one\nline two\nstdin closed\n", "\(run.output)")
         }
@@ -243,7 +251,7 @@ func skiffQEMUs() -> [Int32] {
     @Test func aTerminalWithItsSizeReachesTheContainer() async throws {
         try await withContainerd { cd in
             // `script` gives ctr a terminal of 33x101; ctr hands it to the task and resizes.
-            let run = cd.shellWithCtr("""
+            let run = await cd.shellWithCtr("""
                 script -qec "stty rows 33 cols 101; CTR run --rm -t \(Self.runtime) \(Self.image) t1 sh -c 'test -t 0 && test -t 1 && echo IS-A-TTY; sleep 1; stty size'" /dev/null
                 """)
             #expect(run.status == 0, "\(run.output)")
@@ -254,32 +262,32 @@ func skiffQEMUs() -> [Int32] {
 
     @Test func execRunsInTheContainerWithItsOutputExitCodeAndSignals() async throws {
         try await withContainerd { cd in
-            #expect(try cd.ctr("run -d \(Self.runtime) \(Self.image) x1 sleep 300").status == 0)
+            #expect(try await cd.ctr("run -d \(Self.runtime) \(Self.image) x1 sleep 300").status == 0)
             // Output and exit code; the exec'd process shares the container's PID namespace.
-            let exec = try cd.ctr("task exec --exec-id e1 x1 sh -c 'echo in exec; cat /proc/1/cmdline | tr \"\\\\0\" \" \"; echo; exit 7'")
+            let exec = try await cd.ctr("task exec --exec-id e1 x1 sh -c 'echo in exec; cat /proc/1/cmdline | tr \"\\\\0\" \" \"; echo; exit 7'")
             #expect(exec.status == 7, "\(exec.output)")
             #expect(exec.output.hasPrefix("in exec\nsleep 300"), "\(exec.output)")
             // stdin of an exec.
-            let cat = cd.shellWithCtr("echo piped | CTR task exec --exec-id e2 x1 cat")
+            let cat = await cd.shellWithCtr("echo piped | CTR task exec --exec-id e2 x1 cat")
             #expect(cat.status == 0 && cat.output == "piped\n", "\(cat.output)")
             // A signal to an exec ends it with the signal's status; the container stays.
-            let killed = cd.shellWithCtr("""
+            let killed = await cd.shellWithCtr("""
                 CTR task exec --exec-id long x1 sleep 100 & ctr_pid=$!
                 i=0; until CTR task ps x1 >/dev/null 2>&1 && [ $i -gt 20 ]; do sleep 0.1; i=$((i+1)); done
                 CTR task kill --exec-id long -s SIGKILL x1; wait $ctr_pid; echo "exec exit $?"
                 """)
             #expect(killed.output.contains("exec exit 137"), "\(killed.output)")
-            try waitUntil(cd, task: "x1", shows: "RUNNING")
+            try await waitUntil(cd, task: "x1", shows: "RUNNING")
             // Bad execs are refused and the shim stays up.
-            #expect(try cd.ctr("task exec --exec-id bad x1 /no/such/binary").status != 0)
-            #expect(try cd.ctr("task exec --exec-id ../x x1 true").status != 0)
-            #expect(try cd.ctr("task exec --exec-id e3 x1 sh -c 'exit 0'").status == 0)
-            #expect(try cd.ctr("task kill -s SIGKILL x1").status == 0)
-            try waitUntil(cd, task: "x1", shows: "STOPPED")
+            #expect(try await cd.ctr("task exec --exec-id bad x1 /no/such/binary").status != 0)
+            #expect(try await cd.ctr("task exec --exec-id ../x x1 true").status != 0)
+            #expect(try await cd.ctr("task exec --exec-id e3 x1 sh -c 'exit 0'").status == 0)
+            #expect(try await cd.ctr("task kill -s SIGKILL x1").status == 0)
+            try await waitUntil(cd, task: "x1", shows: "STOPPED")
             // No exec into a stopped task.
-            #expect(try cd.ctr("task exec --exec-id late x1 true").status != 0)
-            #expect(try cd.ctr("task delete x1").status == 0)
-            #expect(try cd.ctr("container delete x1").status == 0)
+            #expect(try await cd.ctr("task exec --exec-id late x1 true").status != 0)
+            #expect(try await cd.ctr("task delete x1").status == 0)
+            #expect(try await cd.ctr("container delete x1").status == 0)
         }
     }
 
@@ -290,7 +298,7 @@ func skiffQEMUs() -> [Int32] {
             try FileManager.default.createDirectory(atPath: host + "/rw", withIntermediateDirectories: true)
             try "from the host\n".write(toFile: host + "/ro/hello", atomically: false, encoding: .utf8)
             try "a single file\n".write(toFile: host + "/file.conf", atomically: false, encoding: .utf8)
-            let run = try cd.ctr("""
+            let run = try await cd.ctr("""
                 run --rm \(Self.runtime) \
                 --mount type=bind,src=\(host)/ro,dst=/data/ro,options=rbind:ro \
                 --mount type=bind,src=\(host)/rw,dst=/data/rw,options=rbind:rw \
@@ -302,42 +310,42 @@ func skiffQEMUs() -> [Int32] {
             #expect(try String(contentsOfFile: host + "/rw/out", encoding: .utf8) == "written\n")
             #expect(!FileManager.default.fileExists(atPath: host + "/ro/x"))
             // A source that does not exist is refused, and the shim stays up for the next run.
-            let missing = try cd.ctr("run --rm \(Self.runtime) --mount type=bind,src=/no/such/dir,dst=/x,options=rbind \(Self.image) b2 true")
+            let missing = try await cd.ctr("run --rm \(Self.runtime) --mount type=bind,src=/no/such/dir,dst=/x,options=rbind \(Self.image) b2 true")
             #expect(missing.status != 0)
-            #expect(try cd.ctr("run --rm \(Self.runtime) \(Self.image) b3 true").status == 0)
+            #expect(try await cd.ctr("run --rm \(Self.runtime) \(Self.image) b3 true").status == 0)
         }
     }
 
     @Test func signalsReachTheInitAndKillAllReachesEveryProcess() async throws {
         try await withContainerd { cd in
-            let term = cd.shellWithCtr("""
+            let term = await cd.shellWithCtr("""
                 CTR run --rm \(Self.runtime) \(Self.image) k1 sh -c 'trap "exit 42" TERM; while :; do sleep 0.1; done' & p=$!
                 i=0; until CTR task ls | grep -q 'k1.*RUNNING' || [ $i -gt 300 ]; do sleep 0.1; i=$((i+1)); done
                 CTR task kill -s SIGTERM k1; wait $p; echo "run exit $?"
                 """)
             #expect(term.output.contains("run exit 42"), "\(term.output)")
 
-            #expect(try cd.ctr("run -d \(Self.runtime) \(Self.image) k2 sh -c 'trap \"\" TERM; sleep 300 & sleep 300 & wait'").status == 0)
-            try waitUntil(cd, task: "k2", shows: "RUNNING")
+            #expect(try await cd.ctr("run -d \(Self.runtime) \(Self.image) k2 sh -c 'trap \"\" TERM; sleep 300 & sleep 300 & wait'").status == 0)
+            try await waitUntil(cd, task: "k2", shows: "RUNNING")
             // `ctr task ps` lists every process of the container: the shell and its two sleeps.
             var ps = ""
             for _ in 0..<50 {
-                ps = try cd.ctr("task ps k2").output
+                ps = try await cd.ctr("task ps k2").output
                 if ps.split(separator: "\n").dropFirst().count >= 3 { break }
-                usleep(100_000)
+                try await Task.sleep(for: .milliseconds(100))
             }
             #expect(ps.split(separator: "\n").dropFirst().count == 3, "ctr task ps k2: \(ps)")
             // The init ignores TERM; KILL to every process of the container stops it.
-            #expect(try cd.ctr("task kill -a -s SIGKILL k2").status == 0)
-            try waitUntil(cd, task: "k2", shows: "STOPPED")
-            #expect(try cd.ctr("task delete k2").status == 0)
-            #expect(try cd.ctr("container delete k2").status == 0)
+            #expect(try await cd.ctr("task kill -a -s SIGKILL k2").status == 0)
+            try await waitUntil(cd, task: "k2", shows: "STOPPED")
+            #expect(try await cd.ctr("task delete k2").status == 0)
+            #expect(try await cd.ctr("container delete k2").status == 0)
         }
     }
 
     @Test func aBadSpecIsRefusedInvalidArgumentAndTheShimStaysUp() async throws {
         try await withContainerd { cd in
-            #expect(try cd.ctr("run -d \(Self.runtime) \(Self.image) g1 sleep 300").status == 0)
+            #expect(try await cd.ctr("run -d \(Self.runtime) \(Self.image) g1 sleep 300").status == 0)
             let address = try String(contentsOfFile: "\(cd.dir)/state/io.containerd.runtime.v2.task/default/g1/address", encoding: .utf8)
             let bundle = cd.dir + "/bad-bundle"
             try FileManager.default.createDirectory(atPath: bundle + "/rootfs", withIntermediateDirectories: true)
@@ -358,17 +366,17 @@ func skiffQEMUs() -> [Int32] {
             let state = try await task.state(.with { $0.id = "g1" }, options: TTRPCCallOptions(metadata: metadata))
             #expect(state.status == .running)
             await client.close()
-            #expect(try cd.ctr("task kill -s SIGKILL g1").status == 0)
-            try waitUntil(cd, task: "g1", shows: "STOPPED")
-            #expect(try cd.ctr("task delete g1").status == 0)
-            #expect(try cd.ctr("container delete g1").status == 0)
+            #expect(try await cd.ctr("task kill -s SIGKILL g1").status == 0)
+            try await waitUntil(cd, task: "g1", shows: "STOPPED")
+            #expect(try await cd.ctr("task delete g1").status == 0)
+            #expect(try await cd.ctr("container delete g1").status == 0)
         }
     }
 
     @Test func theSpecsEnvCwdCapabilitiesSeccompMemoryLimitAndReadOnlyRootApply() async throws {
         try await withContainerd { cd in
             let flags = "--env FOO=bar --cwd /tmp --cap-drop CAP_CHOWN --memory-limit 67108864 --seccomp --read-only"
-            let run = try cd.ctr("""
+            let run = try await cd.ctr("""
                 run --rm \(Self.runtime) \(flags) \(Self.image) s1 sh -c 'echo $FOO; pwd; grep Seccomp: /proc/self/status; \
                 touch /x 2>&1 | grep -o Read-only; chown 1 /dev/null 2>&1 | grep -o "not permitted"; cat /proc/self/cgroup'
                 """)
@@ -378,22 +386,22 @@ func skiffQEMUs() -> [Int32] {
             #expect(lines == ["bar", "/tmp", "Seccomp:\t2", "Read-only", "not permitted", "0::/"],
                     "\(run.output)")
             // The memory limit is the container's cgroup's.
-            #expect(try cd.ctr("run -d \(Self.runtime) \(flags) \(Self.image) s2 sleep 300").status == 0)
-            let metrics = try cd.ctr("task metrics s2").output
+            #expect(try await cd.ctr("run -d \(Self.runtime) \(flags) \(Self.image) s2 sleep 300").status == 0)
+            let metrics = try await cd.ctr("task metrics s2").output
             #expect(metrics.contains("67108864"), "\(metrics)")
-            #expect(try cd.ctr("task kill -s SIGKILL s2").status == 0)
-            try waitUntil(cd, task: "s2", shows: "STOPPED")
-            #expect(try cd.ctr("task delete s2").status == 0)
-            #expect(try cd.ctr("container delete s2").status == 0)
+            #expect(try await cd.ctr("task kill -s SIGKILL s2").status == 0)
+            try await waitUntil(cd, task: "s2", shows: "STOPPED")
+            #expect(try await cd.ctr("task delete s2").status == 0)
+            #expect(try await cd.ctr("container delete s2").status == 0)
         }
     }
 
     @Test func aProcessThatCannotStartFailsTheRunAndLeavesNothing() async throws {
         try await withContainerd { cd in
-            let run = try cd.ctr("run --rm \(Self.runtime) \(Self.image) f1 /no/such/binary")
+            let run = try await cd.ctr("run --rm \(Self.runtime) \(Self.image) f1 /no/such/binary")
             #expect(run.status != 0)
             #expect(run.output.contains("/no/such/binary"), "\(run.output)")
-            #expect(try cd.ctr("run --rm \(Self.runtime) \(Self.image) f2 true").status == 0)
+            #expect(try await cd.ctr("run --rm \(Self.runtime) \(Self.image) f2 true").status == 0)
         }
     }
 
@@ -403,7 +411,7 @@ func skiffQEMUs() -> [Int32] {
             // One vCPU: a VM of two under TCG once hung in the guest kernel under a loaded host
             // (both vCPUs in soft lockup), which is being looked into.
             try "# the pod VM\nmemory-mib = 384\nboot-timeout = 90\n".write(toFile: file, atomically: false, encoding: .utf8)
-            let run = try cd.ctr("run --rm \(Self.runtime) --runtime-config-path \(file) \(Self.image) c1 sh -c 'grep MemTotal /proc/meminfo; nproc'")
+            let run = try await cd.ctr("run --rm \(Self.runtime) --runtime-config-path \(file) \(Self.image) c1 sh -c 'grep MemTotal /proc/meminfo; nproc'")
             #expect(run.status == 0, "\(run.output)")
             let lines = run.output.split(separator: "\n")
             let kib = lines.first.flatMap { $0.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first }.flatMap { Int($0) } ?? 0
@@ -412,7 +420,7 @@ func skiffQEMUs() -> [Int32] {
             #expect(lines.dropFirst().first == "1", "\(run.output)")
             // A config file that names an unknown setting is refused.
             try "colour = blue\n".write(toFile: file, atomically: false, encoding: .utf8)
-            #expect(try cd.ctr("run --rm \(Self.runtime) --runtime-config-path \(file) \(Self.image) c2 true").status != 0)
+            #expect(try await cd.ctr("run --rm \(Self.runtime) --runtime-config-path \(file) \(Self.image) c2 true").status != 0)
         }
     }
 
@@ -420,13 +428,13 @@ func skiffQEMUs() -> [Int32] {
         try await withContainerd { cd in
             let log = cd.dir + "/task.log"
             // 300 KB written just before exit: all of it reaches the file.
-            #expect(try cd.ctr("run -d --log-uri file://\(log) \(Self.runtime) \(Self.image) l1 sh -c 'echo logged; dd if=/dev/zero bs=1000 count=300 2>/dev/null | tr \"\\\\0\" x'").status == 0)
-            try waitUntil(cd, task: "l1", shows: "STOPPED")
+            #expect(try await cd.ctr("run -d --log-uri file://\(log) \(Self.runtime) \(Self.image) l1 sh -c 'echo logged; dd if=/dev/zero bs=1000 count=300 2>/dev/null | tr \"\\\\0\" x'").status == 0)
+            try await waitUntil(cd, task: "l1", shows: "STOPPED")
             let written = try String(contentsOfFile: log, encoding: .utf8)
             #expect(written.hasPrefix("logged\n"))
             #expect(written.utf8.count == "logged\n".utf8.count + 300_000, "\(written.utf8.count) bytes")
-            #expect(try cd.ctr("task delete l1").status == 0)
-            #expect(try cd.ctr("container delete l1").status == 0)
+            #expect(try await cd.ctr("task delete l1").status == 0)
+            #expect(try await cd.ctr("container delete l1").status == 0)
         }
     }
 }
