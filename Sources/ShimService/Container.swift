@@ -3,8 +3,37 @@ import Foundation
 import ShimProcess
 import VMController
 
+/// What containerd's State reports of a process, the container's init or an exec.
+protocol ProcessState {
+    var pid: UInt32 { get }
+    var containerdStatus: Containerd_V1_Types_Status { get }
+    var stdin: String { get }
+    var stdout: String { get }
+    var stderr: String { get }
+    var terminal: Bool { get }
+    var exitStatus: UInt32 { get }
+    var exitedAt: Date? { get }
+}
+
+extension ProcessState {
+    func stateResponse(id: String, bundle: String) -> Containerd_Task_V2_StateResponse {
+        .with {
+            $0.id = id
+            $0.bundle = bundle
+            $0.pid = pid
+            $0.status = containerdStatus
+            $0.stdin = stdin
+            $0.stdout = stdout
+            $0.stderr = stderr
+            $0.terminal = terminal
+            $0.exitStatus = exitStatus
+            if let at = exitedAt { $0.exitedAt = .init(date: at) }
+        }
+    }
+}
+
 /// One container of the pod: its bundle, its share in the VM, its init process.
-struct Container {
+struct Container: ProcessState {
     enum Status { case created, running, paused, stopped }
 
     let id: String
@@ -45,7 +74,7 @@ struct Container {
 
 /// A process added to a running container with Exec: `crun exec` of a process spec that the
 /// shim writes into the bundle, which the guest sees through the share.
-struct ExecProcess {
+struct ExecProcess: ProcessState {
     enum Status { case created, running, stopped }
 
     let id: String

@@ -131,18 +131,8 @@ extension Pod {
     func stateOfExec(id: String, execID: String) throws(ServiceError) -> Containerd_Task_V2_StateResponse {
         guard let container = containers[id] else { throw .notFound("task \(id) not found") }
         guard let exec = container.execs[execID] else { throw .notFound("exec \(execID) of task \(id) not found") }
-        return .with {
-            $0.id = execID
-            $0.execID = execID
-            $0.bundle = container.bundle.path
-            $0.pid = exec.pid
-            $0.status = exec.containerdStatus
-            $0.stdin = exec.stdin
-            $0.stdout = exec.stdout
-            $0.stderr = exec.stderr
-            $0.terminal = exec.terminal
-            $0.exitStatus = exec.exitStatus
-            if let at = exec.exitedAt { $0.exitedAt = .init(date: at) }
-        }
+        var state = exec.stateResponse(id: execID, bundle: container.bundle.path)
+        state.execID = execID
+        return state
     }
 }

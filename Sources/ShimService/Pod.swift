@@ -364,18 +364,7 @@ public actor Pod {
     public func state(id: String, execID: String = "") throws(ServiceError) -> Containerd_Task_V2_StateResponse {
         guard execID.isEmpty else { return try stateOfExec(id: id, execID: execID) }
         guard let c = containers[id] else { throw .notFound("task \(id) not found") }
-        return .with {
-            $0.id = id
-            $0.bundle = c.bundle.path
-            $0.pid = c.pid
-            $0.status = c.containerdStatus
-            $0.stdin = c.stdin
-            $0.stdout = c.stdout
-            $0.stderr = c.stderr
-            $0.terminal = c.terminal
-            $0.exitStatus = c.exitStatus
-            if let at = c.exitedAt { $0.exitedAt = .init(date: at) }
-        }
+        return c.stateResponse(id: id, bundle: c.bundle.path)
     }
 
     public func pid(of id: String) throws(ServiceError) -> UInt32 {
