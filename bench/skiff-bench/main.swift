@@ -56,6 +56,9 @@ func floorBoot(_ round: Int) async throws -> Double {
     }
     let elapsed = seconds(ContinuousClock.now - started)
     close(fd)
+    if ProcessInfo.processInfo.environment["SKIFF_BENCH_CONSOLE"] != nil {
+        say((try? String(contentsOfFile: document.consoleLog, encoding: .utf8)) ?? "")
+    }
     _ = try await vm.terminate()
     await vm.close()
     return elapsed

@@ -107,26 +107,36 @@ func serveForever(path: String, _ serve: @escaping @Sendable (any Channel) async
     }
 }
 
-let server = TTRPCServer(services: [service])
-/// The control port serves: the host may call once it hears the hello.
-let controlServing = Milestone()
-await withTaskGroup(of: Void.self) { group in
-    group.addTask {
-        await serveForever(path: controlPath) { channel in
-            try await server.serve(on: channel)
-            controlServing.reach()
-        }
-    }
-    if let stdioPath {
+/// Serves both ports until the VM ends.
+func serveBothPorts(control controlPath: String, stdio stdioPath: String?) async {
+    let server = TTRPCServer(services: [service])
+    /// The control port serves: the host may call once it hears the hello.
+    let controlServing = Milestone()
+    await withTaskGroup(of: Void.self) { group in
         group.addTask {
-            await serveForever(path: stdioPath) { channel in
-                let mux = try await StdioMux.attach(to: channel)
-                service.attachStdio(mux)
-                // Ready: the host calls once it hears this, instead of probing with pings
-                // (a request sent before the control port is open would be lost).
-                await controlServing.wait()
-                try await mux.sendHello("skiff-agent \(AgentService.version)")
+            await serveForever(path: controlPath) { channel in
+                try await server.serve(on: channel)
+                controlServing.reach()
+            }
+        }
+        if let stdioPath {
+            group.addTask {
+                await serveForever(path: stdioPath) { channel in
+                    let mux = try await StdioMux.attach(to: channel)
+                    service.attachStdio(mux)
+                    // Ready: the host calls once it hears this, instead of probing with pings
+                    // (a request sent before the control port is open would be lost).
+                    await controlServing.wait()
+                    try await mux.sendHello("skiff-agent \(AgentService.version)")
+                }
             }
         }
     }
 }
+
+// The top level stays synchronous on purpose: top-level `await` would hand the main thread to
+// dispatch_main, whose pthread_exit unwinds the main stack, and in a static executable the
+// unwinder's first lookup sorts every FDE of the binary (about 250 million instructions, a
+// large share of an emulated guest's boot). The main thread parks instead.
+Task.detached { await serveBothPorts(control: controlPath, stdio: stdioPath) }
+while true { pause() }
