@@ -16,7 +16,7 @@ public enum AgentError: Error, Sendable, Equatable, TTRPCStatusConvertible, Cust
         case let .notFound(message): return TTRPCStatus(.notFound, message)
         case let .alreadyExists(message): return TTRPCStatus(.alreadyExists, message)
         case let .failedPrecondition(message): return TTRPCStatus(.failedPrecondition, message)
-        case let .system(what, code):
+        case let .system(_, code):
             let status: TTRPCStatus.Code = code == ENOENT ? .notFound : code == EACCES || code == EPERM ? .permissionDenied : .internal
             return TTRPCStatus(status, description)
         }

@@ -16,8 +16,8 @@ extension Pod {
         try Self.validate(id: execID)
         guard let container = containers[id] else { throw .notFound("task \(id) not found") }
         guard container.execs[execID] == nil else { throw .alreadyExists("exec \(execID) of task \(id) already exists") }
-        guard container.status == .running else {
-            throw .failedPrecondition("task \(id) is \(container.status): exec needs a running task")
+        guard container.process.status == .running else {
+            throw .failedPrecondition("task \(id) is \(container.process.status): exec needs a running task")
         }
         guard var process = (try? JSONSerialization.jsonObject(with: spec.value)) as? [String: Any] else {
             throw .invalidArgument("the exec process spec is not a JSON object")
@@ -32,8 +32,9 @@ extension Pod {
               FileManager.default.createFile(atPath: container.bundle.path + "/" + specName, contents: data) else {
             throw .internalError("cannot write the exec process spec into \(container.bundle.path)")
         }
-        containers[id]?.execs[execID] = ExecProcess(
-            id: execID, containerID: id, terminal: terminal, stdin: stdin, stdout: stdout, stderr: stderr, specName: specName)
+        containers[id]?.execs[execID] = ExecProcess(specName: specName, process: ProcessRecord(
+            agentID: ExecProcess.agentID(containerID: id, execID: execID), terminal: terminal,
+            stdin: stdin, stdout: stdout, stderr: stderr))
         await events.publish(topic: "/tasks/exec-added", Containerd_Events_TaskExecAdded.with {
             $0.containerID = id
             $0.execID = execID
@@ -43,96 +44,50 @@ extension Pod {
     func startExec(id: String, execID: String) async throws(ServiceError) -> UInt32 {
         guard let container = containers[id] else { throw .notFound("task \(id) not found") }
         guard let exec = container.execs[execID] else { throw .notFound("exec \(execID) of task \(id) not found") }
-        guard exec.status == .created else { throw .failedPrecondition("exec \(execID) is \(exec.status), not created") }
-        guard container.status == .running else { throw .failedPrecondition("task \(id) is \(container.status)") }
+        guard exec.process.status == .created else {
+            throw .failedPrecondition("exec \(execID) is \(exec.process.status), not created")
+        }
+        guard container.process.status == .running else { throw .failedPrecondition("task \(id) is \(container.process.status)") }
         guard let vm, let guest = await vm.agentConnection else { throw .failedPrecondition("the VM is not running") }
-        let (io, pid) = try await launch(
-            agentID: exec.agentID, terminal: exec.terminal, stdin: exec.stdin, stdout: exec.stdout, stderr: exec.stderr,
-            guest: guest) { pidFile in
+        let (io, pid) = try await launch(exec.process, guest: guest) { pidFile in
             ["crun", "exec", "--pid-file", pidFile, "--process", container.guestBundle + "/" + exec.specName, id]
         }
-        containers[id]?.execs[execID]?.pid = pid
-        containers[id]?.execs[execID]?.status = .running
-        containers[id]?.execs[execID]?.io = io
-        if containers[id]?.execs[execID]?.stdinClosed == true { io.closeStdin() }
+        update(id, execID) { $0.started(pid: pid, io: io) }
         // exec-started goes out before the exit watcher can publish the exit.
         await events.publish(topic: "/tasks/exec-started", Containerd_Events_TaskExecStarted.with {
             $0.containerID = id
             $0.execID = execID
             $0.pid = pid
         })
-        Task { await self.watchExecExit(id: id, execID: execID, agentID: exec.agentID, guest: guest, io: io) }
+        Task { await self.watchExit(id: id, execID: execID, agentID: exec.process.agentID, guest: guest, io: io) }
         return pid
-    }
-
-    private func watchExecExit(id: String, execID: String, agentID: String, guest: GuestConnection, io: FifoIO) async {
-        let exit = try? await guest.agent.waitProcess(.with { $0.id = agentID })
-        await io.finished.value
-        _ = try? await guest.agent.deleteProcess(.with { $0.id = agentID })
-        await execExited(id: id, execID: execID, status: exit?.exitStatus ?? 255,
-                         at: exit.map { Date(timeIntervalSince1970: Double($0.exitedAtNs) / 1e9) } ?? Date())
-    }
-
-    private func execExited(id: String, execID: String, status: UInt32, at: Date) async {
-        guard var exec = containers[id]?.execs[execID], exec.status != .stopped else { return }
-        exec.status = .stopped
-        exec.exitStatus = status
-        exec.exitedAt = at
-        let waiters = exec.exitWaiters
-        exec.exitWaiters = []
-        containers[id]?.execs[execID] = exec
-        await events.publish(topic: "/tasks/exit", Containerd_Events_TaskExit.with {
-            $0.containerID = id
-            $0.id = execID
-            $0.pid = exec.pid
-            $0.exitStatus = status
-            $0.exitedAt = .init(date: at)
-        })
-        waiters.forEach { $0.resume() }
     }
 
     /// The container's init ended: an exec that never started can no longer, and any still
     /// waited on is released once its own exit is in (its watcher reports it).
     func execsEnded(containerID: String) async {
         guard let container = containers[containerID] else { return }
-        for (execID, exec) in container.execs where exec.status == .created {
-            await execExited(id: containerID, execID: execID, status: 255, at: Date())
+        for (execID, exec) in container.execs where exec.process.status == .created {
+            await processExited(id: containerID, execID: execID, status: 255, at: Date())
         }
-    }
-
-    func waitExec(id: String, execID: String) async throws(ServiceError) -> (UInt32, Date) {
-        guard let exec = containers[id]?.execs[execID] else { throw .notFound("exec \(execID) of task \(id) not found") }
-        if exec.status != .stopped {
-            await withCheckedContinuation { continuation in containers[id]?.execs[execID]?.exitWaiters.append(continuation) }
-        }
-        guard let done = containers[id]?.execs[execID] else { throw .notFound("exec \(execID) of task \(id) was deleted while waiting") }
-        return (done.exitStatus, done.exitedAt ?? Date())
     }
 
     func killExec(id: String, execID: String, signal: UInt32) async throws(ServiceError) {
         guard let exec = containers[id]?.execs[execID] else { throw .notFound("exec \(execID) of task \(id) not found") }
-        switch exec.status {
+        switch exec.process.status {
         case .created: throw .failedPrecondition("exec \(execID) has not started")
         case .stopped: throw .notFound("exec \(execID) has already exited")
-        case .running: break
+        case .running, .paused: break
         }
-        try await runInGuest("kill -\(signal) \(exec.pid)", what: "signal exec \(execID) of \(id)")
+        try await runInGuest("kill -\(signal) \(exec.process.pid)", what: "signal exec \(execID) of \(id)")
     }
 
     func deleteExec(id: String, execID: String) throws(ServiceError) -> (UInt32, UInt32, Date) {
         guard let container = containers[id] else { throw .notFound("task \(id) not found") }
         guard let exec = container.execs[execID] else { throw .notFound("exec \(execID) of task \(id) not found") }
-        guard exec.status != .running else { throw .failedPrecondition("exec \(execID) is running; kill it first") }
+        guard !exec.process.isLive else { throw .failedPrecondition("exec \(execID) is running; kill it first") }
         unlink(container.bundle.path + "/" + exec.specName)
         containers[id]?.execs[execID] = nil
-        return (exec.pid, exec.exitStatus, exec.exitedAt ?? Date())
-    }
-
-    func stateOfExec(id: String, execID: String) throws(ServiceError) -> Containerd_Task_V2_StateResponse {
-        guard let container = containers[id] else { throw .notFound("task \(id) not found") }
-        guard let exec = container.execs[execID] else { throw .notFound("exec \(execID) of task \(id) not found") }
-        var state = exec.stateResponse(id: execID, bundle: container.bundle.path)
-        state.execID = execID
-        return state
+        return (exec.process.pid, exec.process.exitStatus, exec.process.exitedAt ?? Date())
     }
 }

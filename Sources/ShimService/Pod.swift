@@ -64,9 +64,10 @@ public actor Pod {
             }
             try writeGuestConfig(bundle: bundle, mountSources: guestSources)
             containers[request.id] = Container(
-                id: request.id, bundle: bundle, shares: shares, guestBundle: guestBundle, terminal: terminal,
+                id: request.id, bundle: bundle, shares: shares, guestBundle: guestBundle,
                 cgroupPath: Self.cgroupPath(of: bundle, id: request.id),
-                stdin: request.stdin, stdout: request.stdout, stderr: request.stderr)
+                process: ProcessRecord(agentID: request.id, terminal: terminal,
+                                       stdin: request.stdin, stdout: request.stdout, stderr: request.stderr))
         } catch {
             for id in shares.reversed() {
                 do { try await plan9?.unmapFromGuest(id) } catch { logger.error("unsharing after a failed create: \(error)") }
@@ -133,44 +134,69 @@ public actor Pod {
         self.vm = nil
     }
 
+    // MARK: Process records
+
+    /// Task `id`'s process `execID` (its init when `execID` is empty).
+    func record(_ id: String, _ execID: String) throws(ServiceError) -> ProcessRecord {
+        guard let container = containers[id] else { throw .notFound("task \(id) not found") }
+        if execID.isEmpty { return container.process }
+        guard let exec = container.execs[execID] else { throw .notFound("exec \(execID) of task \(id) not found") }
+        return exec.process
+    }
+
+    /// Changes that record where it is kept; nil if it is gone (deleted meanwhile).
+    @discardableResult
+    func update<T>(_ id: String, _ execID: String, _ change: (inout ProcessRecord) -> T) -> T? {
+        guard var container = containers[id] else { return nil }
+        let result: T
+        if execID.isEmpty {
+            result = change(&container.process)
+        } else {
+            guard var exec = container.execs[execID] else { return nil }
+            result = change(&exec.process)
+            container.execs[execID] = exec
+        }
+        containers[id] = container
+        return result
+    }
+
     // MARK: Start, wait, kill
 
     public func start(id: String, execID: String) async throws(ServiceError) -> UInt32 {
         guard execID.isEmpty else { return try await startExec(id: id, execID: execID) }
         guard let container = containers[id] else { throw .notFound("task \(id) not found") }
-        guard container.status == .created else { throw .failedPrecondition("task \(id) is \(container.status), not created") }
+        guard container.process.status == .created else {
+            throw .failedPrecondition("task \(id) is \(container.process.status), not created")
+        }
         guard let vm, let guest = await vm.agentConnection else { throw .failedPrecondition("the VM is not running") }
         let begun = ContinuousClock.now
         // The guest root is the initramfs, which pivot_root cannot leave. `crun run` stays in
         // the foreground; the pid is the container's init, which crun writes to its pid file.
-        let (io, pid) = try await launch(
-            agentID: container.agentID, terminal: container.terminal, stdin: container.stdin, stdout: container.stdout,
-            stderr: container.stderr, guest: guest) { pidFile in
+        let (io, pid) = try await launch(container.process, guest: guest) { pidFile in
             ["crun", "run", "--no-pivot", "--pid-file", pidFile, "--bundle", container.guestBundle,
              "--config", container.guestBundle + "/" + Self.guestConfigName, id]
         }
         // Re-read: Wait calls may have queued up while this awaited.
         logger.info("started \(id) (pid \(pid)) in \(ContinuousClock.now - begun)")
-        containers[id]?.pid = pid
-        containers[id]?.status = .running
-        containers[id]?.io = io
-        if containers[id]?.stdinClosed == true { io.closeStdin() }
+        update(id, "") { $0.started(pid: pid, io: io) }
         // The start event goes out before the exit watcher can publish the exit.
         var event = Containerd_Events_TaskStart()
         event.containerID = id
         event.pid = pid
         await events.publish(topic: "/tasks/start", event)
-        Task { await self.watchExit(id: id, guest: guest, io: io) }
+        Task { await self.watchExit(id: id, execID: "", agentID: container.process.agentID, guest: guest, io: io) }
         return pid
     }
 
-    /// Starts a crun command as the agent's process `agentID` with containerd's stdio, and
-    /// returns its stdio pumps and the pid crun wrote (see `processPid`). `command` gets the
-    /// pid file's path.
-    func launch(agentID: String, terminal: Bool, stdin: String, stdout: String, stderr: String, guest: GuestConnection,
+    /// Starts a crun command as the agent's process for `process`, with containerd's stdio,
+    /// and returns its stdio pumps and the pid crun wrote (see `processPid`). `command` gets
+    /// the pid file's path.
+    func launch(_ process: ProcessRecord, guest: GuestConnection,
                 command: (String) -> [String]) async throws(ServiceError) -> (FifoIO, UInt32) {
-        let io = try FifoIO.start(stdin: stdin, stdout: stdout, stderr: stderr, terminal: terminal,
+        let terminal = process.terminal
+        let io = try FifoIO.start(stdin: process.stdin, stdout: process.stdout, stderr: process.stderr, terminal: terminal,
                                   mux: guest.stdio, nextStream: { guest.nextStreamID() })
+        let agentID = process.agentID
         let pidFile = Self.guestPidFile(agentID)
         let response: Skiff_Agent_V1_CreateProcessResponse
         do {
@@ -205,36 +231,47 @@ public actor Pod {
         return pid
     }
 
-    private func watchExit(id: String, guest: GuestConnection, io: FifoIO) async {
-        let exit = try? await guest.agent.waitProcess(.with { $0.id = id })
+    /// Waits for the process to end in the guest and its output to drain, then records how
+    /// it ended.
+    func watchExit(id: String, execID: String, agentID: String, guest: GuestConnection, io: FifoIO) async {
+        let exit = try? await guest.agent.waitProcess(.with { $0.id = agentID })
         await io.finished.value
-        _ = try? await guest.agent.deleteProcess(.with { $0.id = id })
+        _ = try? await guest.agent.deleteProcess(.with { $0.id = agentID })
         // The container's init is gone, and with its PID namespace every exec'd process.
-        await execsEnded(containerID: id)
-        guard var container = containers[id] else { return }
-        container.status = .stopped
-        container.exitStatus = exit?.exitStatus ?? 255
-        container.exitedAt = exit.map { Date(timeIntervalSince1970: Double($0.exitedAtNs) / 1e9) } ?? Date()
-        let waiters = container.exitWaiters
-        container.exitWaiters = []
-        containers[id] = container
-        var event = Containerd_Events_TaskExit()
-        event.containerID = id
-        event.id = id
-        event.pid = container.pid
-        event.exitStatus = container.exitStatus
-        event.exitedAt = .init(date: container.exitedAt ?? Date())
-        await events.publish(topic: "/tasks/exit", event)
-        waiters.forEach { $0.resume() }
+        if execID.isEmpty { await execsEnded(containerID: id) }
+        await processExited(id: id, execID: execID, status: exit?.exitStatus ?? 255,
+                            at: exit.map { Date(timeIntervalSince1970: Double($0.exitedAtNs) / 1e9) } ?? Date())
     }
 
-    public func wait(id: String, execID: String = "") async throws(ServiceError) -> (UInt32, Date) {
-        guard execID.isEmpty else { return try await waitExec(id: id, execID: execID) }
-        guard let container = containers[id] else { throw .notFound("task \(id) not found") }
-        if container.status != .stopped {
-            await withCheckedContinuation { continuation in containers[id]?.exitWaiters.append(continuation) }
+    /// Records an exit, tells containerd (TaskExit, carrying the exec id for an exec) and
+    /// releases the Wait calls. A process's first exit is the only one.
+    func processExited(id: String, execID: String, status: UInt32, at: Date) async {
+        let recorded = update(id, execID) { record -> (waiters: [CheckedContinuation<Void, Never>], pid: UInt32)? in
+            guard record.status != .stopped else { return nil }
+            return (record.exited(status: status, at: at), record.pid)
         }
-        guard let done = containers[id] else { throw .notFound("task \(id) was deleted while waiting") }
+        guard let ended = recorded ?? nil else { return }
+        await events.publish(topic: "/tasks/exit", Containerd_Events_TaskExit.with {
+            $0.containerID = id
+            $0.id = execID.isEmpty ? id : execID
+            $0.pid = ended.pid
+            $0.exitStatus = status
+            $0.exitedAt = .init(date: at)
+        })
+        ended.waiters.forEach { $0.resume() }
+    }
+
+    /// How the process ended, once it has.
+    public func wait(id: String, execID: String = "") async throws(ServiceError) -> (UInt32, Date) {
+        if try record(id, execID).status != .stopped {
+            await withCheckedContinuation { continuation in
+                // Deleted meanwhile: nothing will end any more, so do not wait.
+                if update(id, execID, { $0.addExitWaiter(continuation) }) == nil { continuation.resume() }
+            }
+        }
+        guard let done = try? record(id, execID), done.status == .stopped else {
+            throw .notFound("\(execID.isEmpty ? "task \(id)" : "exec \(execID) of task \(id)") was deleted while waiting")
+        }
         return (done.exitStatus, done.exitedAt ?? Date())
     }
 
@@ -242,8 +279,8 @@ public actor Pod {
         guard signal > 0, signal < 65 else { throw .invalidArgument("signal \(signal) is out of range") }
         guard execID.isEmpty else { return try await killExec(id: id, execID: execID, signal: signal) }
         guard let container = containers[id] else { throw .notFound("task \(id) not found") }
-        guard container.status == .running || container.status == .paused else {
-            if container.status == .stopped { throw .notFound("task \(id) has already exited") }
+        guard container.process.isLive else {
+            if container.process.status == .stopped { throw .notFound("task \(id) has already exited") }
             throw .failedPrecondition("task \(id) is not running")
         }
         guard let vm, let guest = await vm.agentConnection else { throw .failedPrecondition("the VM is not running") }
@@ -272,8 +309,8 @@ public actor Pod {
     /// Freezes (`true`) or thaws the container's cgroup and waits until the kernel says so.
     public func setFrozen(id: String, _ frozen: Bool) async throws(ServiceError) {
         guard let container = containers[id] else { throw .notFound("task \(id) not found") }
-        guard container.status == (frozen ? .running : .paused) else {
-            throw .failedPrecondition("task \(id) is \(container.status), not \(frozen ? "running" : "paused")")
+        guard container.process.status == (frozen ? .running : .paused) else {
+            throw .failedPrecondition("task \(id) is \(container.process.status), not \(frozen ? "running" : "paused")")
         }
         let cgroup = "/sys/fs/cgroup\(container.cgroupPath)"
         let script = """
@@ -281,7 +318,7 @@ public actor Pod {
             i=0; while [ $i -lt 400 ]; do grep -q '^frozen \(frozen ? 1 : 0)$' \(cgroup)/cgroup.events && exit 0; usleep 5000; i=$((i+1)); done; exit 2
             """
         try await runInGuest(script, what: frozen ? "pause \(id)" : "resume \(id)")
-        containers[id]?.status = frozen ? .paused : .running
+        update(id, "") { $0.paused(frozen) }
         if frozen {
             await events.publish(topic: "/tasks/paused", Containerd_Events_TaskPaused.with { $0.containerID = id })
         } else {
@@ -292,9 +329,7 @@ public actor Pod {
     /// cgroup v2 figures of the container, read in the guest.
     public func metrics(id: String) async throws(ServiceError) -> Io_Containerd_Cgroups_V2_Metrics {
         guard let container = containers[id] else { throw .notFound("task \(id) not found") }
-        guard container.status == .running || container.status == .paused else {
-            throw .failedPrecondition("task \(id) is \(container.status)")
-        }
+        guard container.process.isLive else { throw .failedPrecondition("task \(id) is \(container.process.status)") }
         let cgroup = "/sys/fs/cgroup\(container.cgroupPath)"
         let output = try await runInGuest("""
             cd \(cgroup) || exit 1
@@ -306,7 +341,7 @@ public actor Pod {
 
     public func updateResources(id: String, memoryLimit: Int64?, pidsLimit: Int64?, cpuQuota: Int64?, cpuPeriod: UInt64?) async throws(ServiceError) {
         guard let container = containers[id] else { throw .notFound("task \(id) not found") }
-        guard container.status == .running || container.status == .paused else { throw .failedPrecondition("task \(id) is \(container.status)") }
+        guard container.process.isLive else { throw .failedPrecondition("task \(id) is \(container.process.status)") }
         let cgroup = "/sys/fs/cgroup\(container.cgroupPath)"
         var lines: [String] = []
         if let memoryLimit { lines.append("echo \(memoryLimit > 0 ? String(memoryLimit) : "max") > \(cgroup)/memory.max") }
@@ -336,8 +371,8 @@ public actor Pod {
     public func delete(id: String, execID: String) async throws(ServiceError) -> (UInt32, UInt32, Date) {
         guard execID.isEmpty else { return try deleteExec(id: id, execID: execID) }
         guard let container = containers[id] else { throw .notFound("task \(id) not found") }
-        guard container.status == .created || container.status == .stopped else {
-            throw .failedPrecondition("task \(id) is \(container.status); kill it first")
+        guard !container.process.isLive else {
+            throw .failedPrecondition("task \(id) is \(container.process.status); kill it first")
         }
         let begun = ContinuousClock.now
         defer { logger.info("deleted \(id) in \(ContinuousClock.now - begun)") }
@@ -352,53 +387,49 @@ public actor Pod {
         containers[id] = nil
         if containers.isEmpty { await terminateVM() }
         unlink(container.bundle.vmFile)
+        let process = container.process
         var event = Containerd_Events_TaskDelete()
         event.containerID = id
-        event.pid = container.pid
-        event.exitStatus = container.exitStatus
-        event.exitedAt = .init(date: container.exitedAt ?? Date())
+        event.pid = process.pid
+        event.exitStatus = process.exitStatus
+        event.exitedAt = .init(date: process.exitedAt ?? Date())
         await events.publish(topic: "/tasks/delete", event)
-        return (container.pid, container.exitStatus, container.exitedAt ?? Date())
+        return (process.pid, process.exitStatus, process.exitedAt ?? Date())
     }
 
     public func state(id: String, execID: String = "") throws(ServiceError) -> Containerd_Task_V2_StateResponse {
-        guard execID.isEmpty else { return try stateOfExec(id: id, execID: execID) }
-        guard let c = containers[id] else { throw .notFound("task \(id) not found") }
-        return c.stateResponse(id: id, bundle: c.bundle.path)
+        guard let container = containers[id] else { throw .notFound("task \(id) not found") }
+        // As containerd's runc shim answers: an exec's State carries its exec id as the id too.
+        return try record(id, execID).stateResponse(id: execID.isEmpty ? id : execID, bundle: container.bundle.path, execID: execID)
     }
 
     public func pid(of id: String) throws(ServiceError) -> UInt32 {
         guard let c = containers[id] else { throw .notFound("task \(id) not found") }
-        return c.pid
+        return c.process.pid
     }
 
     /// Every process of the container (its cgroup's, as the guest numbers them), the init
     /// first; just the init when the container is not running.
     public func processes(of id: String) async throws(ServiceError) -> [UInt32] {
         guard let c = containers[id] else { throw .notFound("task \(id) not found") }
-        guard c.status == .running || c.status == .paused else { return c.pid == 0 ? [] : [c.pid] }
+        let initPid = c.process.pid
+        guard c.process.isLive else { return initPid == 0 ? [] : [initPid] }
         let listed = try await runInGuest("cat /sys/fs/cgroup\(c.cgroupPath)/cgroup.procs", what: "processes of \(id)")
         let pids = listed.split(whereSeparator: \.isNewline).compactMap { UInt32($0) }
-        return [c.pid] + pids.filter { $0 != c.pid }.sorted()
+        return [initPid] + pids.filter { $0 != initPid }.sorted()
     }
 
     /// Ends the process's stdin once what containerd wrote has reached it.
     public func closeIO(id: String, execID: String = "") async throws(ServiceError) {
-        _ = try process(id: id, execID: execID)
-        if execID.isEmpty {
-            containers[id]?.stdinClosed = true
-            containers[id]?.io?.closeStdin()
-        } else {
-            containers[id]?.execs[execID]?.stdinClosed = true
-            containers[id]?.execs[execID]?.io?.closeStdin()
-        }
+        _ = try record(id, execID)
+        update(id, execID) { $0.closeStdin() }
     }
 
     /// Resizes the terminal of a process started with one (others have nothing to resize).
     public func resizePty(id: String, execID: String, width: UInt32, height: UInt32) async throws(ServiceError) {
-        let process = try process(id: id, execID: execID)
+        let process = try record(id, execID)
         // No terminal, not running, or a size nobody knows (0): nothing to resize.
-        guard process.terminal, process.running, width > 0, height > 0 else { return }
+        guard process.terminal, process.isLive, width > 0, height > 0 else { return }
         guard width <= UInt16.max, height <= UInt16.max else {
             throw .invalidArgument("terminal size \(width)x\(height) is out of range")
         }
@@ -408,14 +439,6 @@ public actor Pod {
         } catch {
             throw ServiceError.from(error)
         }
-    }
-
-    /// The guest-side identity of task `id`'s process `execID` (its init when empty).
-    private func process(id: String, execID: String) throws(ServiceError) -> (agentID: String, terminal: Bool, running: Bool) {
-        guard let container = containers[id] else { throw .notFound("task \(id) not found") }
-        if execID.isEmpty { return (container.agentID, container.terminal, container.status == .running || container.status == .paused) }
-        guard let exec = container.execs[execID] else { throw .notFound("exec \(execID) of task \(id) not found") }
-        return (exec.agentID, exec.terminal, exec.status == .running)
     }
 
     // MARK: Helpers

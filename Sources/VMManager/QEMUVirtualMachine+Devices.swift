@@ -57,7 +57,7 @@ extension QEMUVirtualMachine {
             try await addOnHotplugSlot(id: id, ["driver": "virtio-net-pci", "id": .string(id),
                                                  "netdev": .string("net-\(id)"), "mac": .string(mac)])
         } catch {
-            try? await execute("netdev_del", ["id": .string("net-\(id)")])
+            _ = try? await execute("netdev_del", ["id": .string("net-\(id)")])
             throw error
         }
     }
