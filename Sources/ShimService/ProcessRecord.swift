@@ -38,11 +38,12 @@ struct ProcessRecord {
     /// Started, or paused: there is a process in the guest to signal, resize or measure.
     var isLive: Bool { status == .running || status == .paused }
 
-    /// crun started it as `pid`, its stdio pumped by `io`.
+    /// crun started it as `pid`, its stdio pumped by `io`. An exec whose container ended while
+    /// crun was starting it stays ended.
     mutating func started(pid: UInt32, io: FifoIO) {
         self.pid = pid
         self.io = io
-        status = .running
+        if status == .created { status = .running }
         if stdinClosed { io.closeStdin() }
     }
 
