@@ -4,7 +4,11 @@
 #include <string.h>
 #include <sched.h>
 #include <spawn.h>
+#include <errno.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/sendfile.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <termios.h>
 #include <unistd.h>
@@ -46,4 +50,30 @@ int skiff_spawn_addclosefrom(posix_spawn_file_actions_t *actions, int from) {
 int skiff_set_thread_idle_priority(void) {
     struct sched_param param = { .sched_priority = 0 };
     return sched_setscheduler(0, SCHED_IDLE, &param);
+}
+
+int skiff_sealed_copy(const char *path) {
+    int src = open(path, O_RDONLY | O_CLOEXEC);
+    if (src < 0) return -errno;
+    struct stat st;
+    int fd = -1, error = 0;
+    if (fstat(src, &st) != 0) { error = errno; goto out; }
+    fd = memfd_create("skiff-sealed", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    if (fd < 0) { error = errno; goto out; }
+    for (off_t offset = 0; offset < st.st_size;) {
+        ssize_t n = sendfile(fd, src, &offset, (size_t)(st.st_size - offset));
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) { error = n < 0 ? errno : EIO; goto out; }
+    }
+    if (fchmod(fd, st.st_mode & 07777) != 0 ||
+        fcntl(fd, F_ADD_SEALS, F_SEAL_SEAL | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE) != 0) {
+        error = errno;
+    }
+out:
+    close(src);
+    if (error != 0) {
+        if (fd >= 0) close(fd);
+        return -error;
+    }
+    return fd;
 }

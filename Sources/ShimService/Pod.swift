@@ -288,7 +288,9 @@ public actor Pod {
         // of the container's PID namespace (else the first there). `all` reaches them all.
         let procs = "/sys/fs/cgroup\(container.cgroupPath)/cgroup.procs"
         let script = all
-            ? "for p in $(cat \(procs)); do kill -\(signal) $p; done"
+            // One that ends meanwhile (the init's death ends the rest of its PID namespace) is
+            // no failure.
+            ? "for p in $(cat \(procs)); do kill -\(signal) $p 2>/dev/null || ! [ -e /proc/$p ] || exit 1; done"
             : """
               init=""; for p in $(cat \(procs)); do [ -z "$init" ] && init=$p; \
               if grep -q '^NSpid:.*[[:space:]]1$' /proc/$p/status; then init=$p; break; fi; done; \

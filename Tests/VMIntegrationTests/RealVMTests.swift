@@ -91,6 +91,20 @@ import VMManager
         }
     }
 
+    @Test func crunInTheGuestIsASealedCopyThatNothingCanOverwrite() async throws {
+        try await withVM { vm, _, _ in
+            try await vm.startVM(bootTimeout: .seconds(90))
+            let target = try await vm.execIntoHost(["readlink", "-f", "/usr/bin/crun"])
+            #expect(String(decoding: target.stdout, as: UTF8.self).hasPrefix("/memfd:skiff-sealed"), "\(target)")
+            let version = try await vm.execIntoHost(["crun", "--version"])
+            #expect(version.exitStatus == 0)
+            #expect(String(decoding: version.stdout, as: UTF8.self).hasPrefix("crun version"))
+            let overwrite = try await vm.execIntoHost(["sh", "-c", "echo x >> /usr/bin/crun"])
+            #expect(overwrite.exitStatus != 0)
+            #expect(String(decoding: overwrite.stderr, as: UTF8.self).contains("not permitted"), "\(overwrite)")
+        }
+    }
+
     @Test func hotAddedVCPUsComeOnlineInTheGuest() async throws {
         try await withVM(maxVCPUs: 3) { vm, _, _ in
             try await vm.startVM(bootTimeout: .seconds(90))
@@ -123,7 +137,7 @@ import VMManager
 
     @Test func aBrokenInitrdFailsWithTheConsoleNotAHang() async throws {
         let junk = "/tmp/skiff-broken-initrd-\(getpid())"
-        FileManager.default.createFile(atPath: junk, contents: Data((0..<4096).map { UInt8(truncatingIfNeeded: $0 &* 7919) }))
+        #expect(FileManager.default.createFile(atPath: junk, contents: Data((0..<4096).map { UInt8(truncatingIfNeeded: $0 &* 7919) })))
         defer { unlink(junk) }
         try await withVM(initrd: junk) { vm, _, _ in
             let started = ContinuousClock.now

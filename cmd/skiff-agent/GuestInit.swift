@@ -1,3 +1,4 @@
+import CSkiffSys
 import Glibc
 import GuestAgent
 
@@ -34,6 +35,29 @@ enum GuestInit {
         symlink("/proc/self/fd", "/dev/fd")
         setenv("PATH", ProcessSpawner.defaultPath, 1)
         setenv("HOME", "/root", 1)
+    }
+
+    /// Replaces the executable at `path` with a sealed in-memory copy: a memfd that nothing can
+    /// write, grow or shrink, which PID 1 keeps open and `path` becomes a link to. crun takes
+    /// such a binary as already safe from a container overwriting it (CVE-2019-5736). Found
+    /// on the initramfs instead, whose files are sealable but not sealed, it executes itself
+    /// twice more, through a read-only bind mount and then through a sealed copy of its own,
+    /// loading its ten libraries anew each time. (A bind mount of the memfd over `path` would
+    /// be neater, but the kernel refuses to bind from memfd's internal mount.)
+    static func sealExecutable(_ path: String) {
+        let fd = skiff_sealed_copy(path)
+        guard fd >= 0 else {
+            log("sealing \(path): \(String(cString: strerror(-fd)))")
+            return
+        }
+        let staging = path + ".sealed"
+        unlink(staging)
+        guard symlink("/proc/\(getpid())/fd/\(fd)", staging) == 0, rename(staging, path) == 0 else {
+            log("sealing \(path): \(String(cString: strerror(errno)))")
+            unlink(staging)
+            close(fd)
+            return
+        }
     }
 
     /// Whether something is mounted on `path` (it sits on another device than its parent).

@@ -31,6 +31,7 @@ let service = AgentService(reaper: reaper, modulesPending: isInit)
 if isInit {
     log("started")
     GuestInit.mountFilesystems()
+    GuestInit.sealExecutable("/usr/bin/crun")
     var loader = ModuleLoader()
     var loaded: [String] = []
     for module in ModuleLoader.channelModules {

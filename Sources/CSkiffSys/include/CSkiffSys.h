@@ -10,4 +10,7 @@ int skiff_spawn_addchdir(posix_spawn_file_actions_t *actions, const char *path);
 int skiff_spawn_addclosefrom(posix_spawn_file_actions_t *actions, int from);
 /// Puts the calling thread under SCHED_IDLE: it runs only when nothing else wants the CPU.
 int skiff_set_thread_idle_priority(void);
+/// A copy of the file at `path` in a memfd sealed against every change (shrink, grow, write
+/// and further seals): its descriptor (close-on-exec), or -errno.
+int skiff_sealed_copy(const char *path);
 #endif
