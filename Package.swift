@@ -115,6 +115,7 @@ let package = Package(
             name: "ShimService",
             dependencies: [
                 "ShimProcess", "VMController", "VMManager", "GuestManager", "AgentAPI", "StdioMux", "ContainerdAPI", "TTRPC",
+                "CSkiffSys",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

@@ -2,6 +2,7 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
 #include <sched.h>
 #include <spawn.h>
 #include <errno.h>
@@ -76,4 +77,8 @@ out:
         return -error;
     }
     return fd;
+}
+
+int skiff_set_thread_name(const char *name) {
+    return pthread_setname_np(pthread_self(), name);
 }

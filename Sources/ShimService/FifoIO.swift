@@ -1,3 +1,4 @@
+import CSkiffSys
 import Foundation
 import Glibc
 import NIOCore
@@ -20,6 +21,8 @@ struct FifoIO: Sendable {
     /// ends, and the process reads end of file after the last byte, not before it.
     final class StdinClose: Sendable {
         let requested = Atomic<Bool>(false)
+        /// The process is gone (or never started): stop reading at once.
+        let stopped = Atomic<Bool>(false)
     }
 
     /// Opens the paths containerd gave and starts pumping. Empty paths stay unconnected.
@@ -52,9 +55,16 @@ struct FifoIO: Sendable {
         stdinClose.requested.store(true, ordering: .sequentiallyConsistent)
     }
 
-    /// For a process that never started: ends the output pumps, which close their fifos.
+    /// The process has exited: nothing reads its stdin any more.
+    func stopStdin() {
+        stdinClose.stopped.store(true, ordering: .sequentiallyConsistent)
+    }
+
+    /// For a process that never started: ends the output pumps, which close their fifos,
+    /// and the stdin pump.
     func abandon() {
         receivers.forEach { $0.reset() }
+        stopStdin()
     }
 
     private static func open(output path: String) throws(ServiceError) -> Int32? {
@@ -96,37 +106,46 @@ struct FifoIO: Sendable {
         }
     }
 
-    private enum InputChunk { case data([UInt8]), end }
-
+    /// Containerd's stdin fifo, read on a thread of its own: fifos do not poll well in an
+    /// event loop once writers come and go, and a read that waits must not hold one of the
+    /// few threads Swift's tasks share (there, each waiting exec stalled every other task
+    /// until the pool grew, about a second). Short polls let it notice CloseIO once the fifo
+    /// is empty, and the end of the process.
     private static func copy(from fd: Int32, to sender: MuxSender, close: StdinClose) async {
-        // Reads on a thread of their own (fifos do not poll well in an event loop once writers
-        // come and go), polling briefly so that a CloseIO is noticed once the fifo is empty.
-        defer { Glibc.close(fd) }
-        while true {
-            let chunk: InputChunk = await withCheckedContinuation { continuation in
-                DispatchQueue.global().async {
-                    var buffer = [UInt8](repeating: 0, count: 32 << 10)
-                    while true {
-                        var poller = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-                        let ready = poll(&poller, 1, 50)
-                        if ready > 0 {
-                            let n = read(fd, &buffer, buffer.count)
-                            if n > 0 { continuation.resume(returning: .data(Array(buffer[0..<n]))); return }
-                            if n == 0 || (errno != EAGAIN && errno != EINTR) { continuation.resume(returning: .end); return }
-                        } else if ready == 0, close.requested.load(ordering: .sequentiallyConsistent) {
-                            // Asked to close and nothing left to read.
-                            continuation.resume(returning: .end)
-                            return
-                        } else if ready < 0, errno != EINTR {
-                            continuation.resume(returning: .end)
-                            return
+        let (chunks, continuation) = AsyncStream<[UInt8]>.makeStream(bufferingPolicy: .bufferingOldest(4))
+        let reader = Thread {
+            _ = skiff_set_thread_name("skiff-stdin")
+            defer { continuation.finish() }
+            var buffer = [UInt8](repeating: 0, count: 32 << 10)
+            while !close.stopped.load(ordering: .sequentiallyConsistent) {
+                var poller = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+                let ready = poll(&poller, 1, 50)
+                if ready > 0 {
+                    let n = read(fd, &buffer, buffer.count)
+                    if n > 0 {
+                        // Backpressure: wait while the sender is behind.
+                        while case .dropped = continuation.yield(Array(buffer[0..<n])) {
+                            if close.stopped.load(ordering: .sequentiallyConsistent) { return }
+                            usleep(5_000)
                         }
+                    } else if n == 0 || (errno != EAGAIN && errno != EINTR) {
+                        return
                     }
+                } else if ready == 0, close.requested.load(ordering: .sequentiallyConsistent) {
+                    return  // asked to close, and nothing is left to read
+                } else if ready < 0, errno != EINTR {
+                    return
                 }
             }
-            guard case let .data(bytes) = chunk else { break }
+        }
+        reader.start()
+        for await bytes in chunks {
             do { try await sender.send(ByteBuffer(bytes: bytes)) } catch { break }
         }
+        close.stopped.store(true, ordering: .sequentiallyConsistent)
+        // The reader has ended (or ends within one poll); only then may the fd go.
+        while !reader.isFinished { try? await Task.sleep(for: .milliseconds(10)) }
+        Glibc.close(fd)
         try? await sender.finish()
     }
 }

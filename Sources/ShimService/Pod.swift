@@ -235,6 +235,7 @@ public actor Pod {
     /// it ended.
     func watchExit(id: String, execID: String, agentID: String, guest: GuestConnection, io: FifoIO) async {
         let exit = try? await guest.agent.waitProcess(.with { $0.id = agentID })
+        io.stopStdin()
         await io.finished.value
         _ = try? await guest.agent.deleteProcess(.with { $0.id = agentID })
         // The container's init is gone, and with its PID namespace every exec'd process.

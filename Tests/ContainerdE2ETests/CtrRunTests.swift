@@ -87,6 +87,24 @@ func skiffQEMUs() -> [Int32] {
     }
 }
 
+/// How many threads called `name` the Skiff shims serving the containerd whose files are under
+/// `dir` have; nil when no such shim runs.
+func shimThreads(of dir: String, named name: String) -> Int? {
+    let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+    var count: Int?
+    for pid in entries.compactMap(Int32.init) {
+        guard let data = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") else { continue }
+        let args = data.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
+        guard args.first?.hasSuffix("containerd-shim-skiff-v2") == true, args.contains(where: { $0.contains(dir) }) else { continue }
+        let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task")) ?? []
+        count = (count ?? 0) + tasks.filter { task in
+            let comm = FileManager.default.contents(atPath: "/proc/\(pid)/task/\(task)/comm")
+            return comm.map { String(decoding: $0, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines) } == name
+        }.count
+    }
+    return count
+}
+
 /// `ctr run --runtime io.containerd.skiff.v2` end to end: the container runs in its own VM and
 /// behaves as under runc, and nothing is left afterwards.
 @Suite(.serialized, .timeLimit(.minutes(5))) struct CtrRunTests {
@@ -282,6 +300,28 @@ func skiffQEMUs() -> [Int32] {
             #expect(try await cd.ctr("task exec --exec-id bad x1 /no/such/binary").status != 0)
             #expect(try await cd.ctr("task exec --exec-id ../x x1 true").status != 0)
             #expect(try await cd.ctr("task exec --exec-id e3 x1 sh -c 'exit 0'").status == 0)
+            // An exec's stdin is read until the exec ends, even while its writer keeps the fifo
+            // open (here for 8 s after `true` is gone): no reader is left behind.
+            // Settled first: the execs above have ended, leaving at most the init's reader.
+            var before = shimThreads(of: cd.dir, named: "skiff-stdin")
+            for _ in 0..<60 where (before ?? 0) > 1 {
+                try await Task.sleep(for: .milliseconds(50))
+                before = shimThreads(of: cd.dir, named: "skiff-stdin")
+            }
+            #expect((before ?? 2) <= 1, "stdin readers once the earlier execs ended: \(String(describing: before))")
+            async let held = cd.shellWithCtr("sleep 8 | CTR task exec --exec-id e4 x1 true")
+            var readers = before
+            for _ in 0..<100 where readers == before {
+                try await Task.sleep(for: .milliseconds(50))
+                readers = shimThreads(of: cd.dir, named: "skiff-stdin")
+            }
+            #expect(readers == before.map { $0 + 1 }, "the exec's stdin reader: \(String(describing: readers)) (\(String(describing: before)) before)")
+            for _ in 0..<120 where readers != before {
+                try await Task.sleep(for: .milliseconds(50))
+                readers = shimThreads(of: cd.dir, named: "skiff-stdin")
+            }
+            #expect(readers == before, "stdin readers after the exec ended: \(String(describing: readers)) (\(String(describing: before)) before)")
+            #expect(await held.status == 0)
             #expect(try await cd.ctr("task kill -s SIGKILL x1").status == 0)
             try await waitUntil(cd, task: "x1", shows: "STOPPED")
             // No exec into a stopped task.

@@ -13,4 +13,6 @@ int skiff_set_thread_idle_priority(void);
 /// A copy of the file at `path` in a memfd sealed against every change (shrink, grow, write
 /// and further seals): its descriptor (close-on-exec), or -errno.
 int skiff_sealed_copy(const char *path);
+/// Names the calling thread (what /proc/self/task/TID/comm shows; 15 bytes at most).
+int skiff_set_thread_name(const char *name);
 #endif
