@@ -503,41 +503,76 @@ public actor Pod {
         return binds
     }
 
-    /// The spec crun runs in the guest: containerd's, with the terminal provided by the agent
-    /// (crun would otherwise ask for a console socket) and bind mounts from their guest paths.
+    /// The spec crun runs in the guest (see `guestSpec`), written beside containerd's.
     private func writeGuestConfig(bundle: TaskBundle, mountSources: [Int: String]) throws(ServiceError) {
         guard let data = FileManager.default.contents(atPath: bundle.configPath),
-              var spec = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+              let spec = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
             throw .invalidArgument("cannot read the OCI spec at \(bundle.configPath)")
         }
+        let podPids = Set(containers.values.filter { $0.process.isLive }.map { $0.process.pid })
+        let (guest, dropped) = Self.guestSpec(spec, mountSources: mountSources, podPids: podPids)
+        for note in dropped { logger.info("guest spec of \(bundle.path): \(note)") }
+        guard let out = try? JSONSerialization.data(withJSONObject: guest) else { throw .internalError("cannot encode the guest spec") }
+        guard FileManager.default.createFile(atPath: bundle.path + "/" + Self.guestConfigName, contents: out) else {
+            throw .internalError("cannot write the guest spec")
+        }
+    }
+
+    /// containerd's spec as crun must see it inside the VM, and what was left out (for the log):
+    /// - the terminal is the agent's (crun would otherwise ask for a console socket);
+    /// - bind mounts name their sources' guest paths (`mountSources`, by mount index);
+    /// - the guest has only the unified cgroup hierarchy, so a v1 `cgroup` mount becomes the
+    ///   `cgroup2` one a v2 host's spec would carry, and the container gets a cgroup namespace
+    ///   as containerd gives it on such a host;
+    /// - a namespace to join by path is kept only when the path is `/proc/PID/ns/...` of a
+    ///   container of this pod (the pids containerd knows are the guest's, so the path holds
+    ///   there); any other path, such as the network namespace the CRI plugin makes on the
+    ///   host, does not exist in the VM, and the container gets a namespace of its own, which
+    ///   the pod's later containers then join through its /proc path;
+    /// - AppArmor and SELinux labels name host policy the guest does not have: the VM is the
+    ///   pod's boundary.
+    static func guestSpec(_ spec: [String: Any], mountSources: [Int: String], podPids: Set<UInt32>) -> (spec: [String: Any], dropped: [String]) {
+        var spec = spec
+        var dropped: [String] = []
         if var process = spec["process"] as? [String: Any] {
             process["terminal"] = false
+            for key in ["apparmorProfile", "selinuxLabel"] {
+                if let value = process.removeValue(forKey: key) { dropped.append("process.\(key) \(value)") }
+            }
             spec["process"] = process
         }
         if var mounts = spec["mounts"] as? [[String: Any]] {
             for (index, source) in mountSources where index < mounts.count { mounts[index]["source"] = source }
-            // The guest has only the unified hierarchy, whatever the host has: a cgroup (v1)
-            // mount from a host on v1 becomes the cgroup2 mount a v2 host's spec would carry.
             for index in mounts.indices where mounts[index]["type"] as? String == "cgroup" {
                 mounts[index]["type"] = "cgroup2"
                 mounts[index]["source"] = "cgroup2"
             }
             spec["mounts"] = mounts
         }
-        // As containerd does on a cgroup v2 host: the container sees its own cgroup as the root.
         if var linux = spec["linux"] as? [String: Any] {
             var namespaces = linux["namespaces"] as? [[String: Any]] ?? []
+            for index in namespaces.indices {
+                guard let path = namespaces[index]["path"] as? String else { continue }
+                if let pid = Self.procNamespacePid(path), podPids.contains(pid) { continue }
+                namespaces[index]["path"] = nil
+                dropped.append("\(namespaces[index]["type"] as? String ?? "?") namespace path \(path) (not in the VM: a new one)")
+            }
             if !namespaces.contains(where: { $0["type"] as? String == "cgroup" }) {
                 namespaces.append(["type": "cgroup"])
-                linux["namespaces"] = namespaces
-                spec["linux"] = linux
             }
+            linux["namespaces"] = namespaces
+            if let label = linux.removeValue(forKey: "mountLabel") { dropped.append("linux.mountLabel \(label)") }
+            spec["linux"] = linux
         }
         spec["root"] = ["path": "rootfs", "readonly": (spec["root"] as? [String: Any])?["readonly"] as? Bool ?? false]
-        guard let out = try? JSONSerialization.data(withJSONObject: spec) else { throw .internalError("cannot encode the guest spec") }
-        guard FileManager.default.createFile(atPath: bundle.path + "/" + Self.guestConfigName, contents: out) else {
-            throw .internalError("cannot write the guest spec")
-        }
+        return (spec, dropped)
+    }
+
+    /// PID of a `/proc/PID/ns/TYPE` path.
+    static func procNamespacePid(_ path: String) -> UInt32? {
+        let parts = path.split(separator: "/", omittingEmptySubsequences: true)
+        guard parts.count == 4, parts[0] == "proc", parts[2] == "ns" else { return nil }
+        return UInt32(parts[1])
     }
 
     private func mountRootfs(_ mounts: [Containerd_Types_Mount], at target: String) throws(ServiceError) {

@@ -180,6 +180,41 @@ func shimThreads(of dir: String, named name: String) -> Int? {
         }
     }
 
+    /// What the CRI plugin asks of a pod, through `ctr`: the sandbox container joins a network
+    /// namespace made on the host, and the app container joins the sandbox's namespaces by
+    /// the /proc paths of the pid containerd was told.
+    @Test func aCRIShapedPodRunsItsContainersInSharedNamespacesInsideTheVM() async throws {
+        let netns = "skiff-e2e-\(getpid())"
+        #expect(await PrivateContainerd.system("ip netns add \(netns)") == 0)
+        defer { _ = try? PrivateContainerd.shell("ip netns delete \(netns)") }
+        try await withContainerd { cd in
+            let pod = "--annotation io.kubernetes.cri.sandbox-id=cri1"
+            let sandbox = try await cd.ctr("run -d \(pod) --with-ns network:/var/run/netns/\(netns) \(Self.runtime) \(Self.image) cri-sandbox sleep 300")
+            #expect(sandbox.status == 0, "\(sandbox.output)")
+            try await waitUntil(cd, task: "cri-sandbox", shows: "RUNNING")
+            let listed = try await cd.ctr("task ls").output
+            let line = listed.split(separator: "\n").first { $0.hasPrefix("cri-sandbox") } ?? ""
+            let pid = try #require(line.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first.flatMap { Int($0) }, "\(listed)")
+            // Inside the VM the sandbox has a network namespace of its own: loopback only.
+            let links = try await cd.ctr("task exec --exec-id links cri-sandbox ip -o link")
+            #expect(links.status == 0 && links.output.contains("lo:") && !links.output.contains("eth"), "\(links.output)")
+            let show = "sh -c 'for n in net ipc uts; do readlink /proc/self/ns/$n; done'"
+            let inSandbox = try await cd.ctr("task exec --exec-id ns cri-sandbox \(show)")
+            let app = try await cd.ctr("""
+                run --rm \(pod) --with-ns network:/proc/\(pid)/ns/net --with-ns ipc:/proc/\(pid)/ns/ipc \
+                --with-ns uts:/proc/\(pid)/ns/uts \(Self.runtime) \(Self.image) cri-app \(show)
+                """)
+            #expect(app.status == 0, "\(app.output)")
+            #expect(inSandbox.status == 0 && inSandbox.output.contains("ipc:["), "\(inSandbox.output)")
+            #expect(app.output == inSandbox.output, "app \(app.output) / sandbox \(inSandbox.output)")
+            #expect(skiffQEMUs().count == 1, "one VM for the pod")
+            #expect(try await cd.ctr("task kill -s SIGKILL cri-sandbox").status == 0)
+            try await waitUntil(cd, task: "cri-sandbox", shows: "STOPPED")
+            #expect(try await cd.ctr("task delete cri-sandbox").status == 0)
+            #expect(try await cd.ctr("container delete cri-sandbox").status == 0)
+        }
+    }
+
     @Test func sigkillOfQEMUStopsTheTaskWhichThenDeletesCleanly() async throws {
         try await withContainerd { cd in
             #expect(try await cd.ctr("run -d \(Self.runtime) \(Self.image) q1 sleep 300").status == 0)
