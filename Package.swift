@@ -12,6 +12,7 @@ let package = Package(
         .executable(name: "skiff-ttrpc-peer", targets: ["skiff-ttrpc-peer"]),
         .executable(name: "skiff-agent", targets: ["skiff-agent"]),
         .executable(name: "containerd-shim-skiff-v2", targets: ["containerd-shim-skiff-v2"]),
+        .executable(name: "shimdiag", targets: ["shimdiag"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
@@ -115,7 +116,7 @@ let package = Package(
             name: "ShimService",
             dependencies: [
                 "ShimProcess", "VMController", "VMManager", "GuestManager", "AgentAPI", "StdioMux", "ContainerdAPI", "TTRPC",
-                "CSkiffSys",
+                "CSkiffSys", "SkiffAPI",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -165,6 +166,14 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ]
+        ),
+        .executableTarget(
+            name: "shimdiag",
+            dependencies: [
+                "ShimProcess", "SkiffAPI", "TTRPC",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            path: "cmd/shimdiag"
         ),
         .executableTarget(
             name: "skiff-ttrpc-peer",

@@ -12,6 +12,8 @@ final class PrivateContainerd: @unchecked Sendable {
     let dir: String
     let socket: String
     let scripts: String
+    /// Where the shim and shimdiag were built.
+    let bin: String
 
     init() throws {
         let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
@@ -19,6 +21,7 @@ final class PrivateContainerd: @unchecked Sendable {
         dir = "/tmp/skiff-cd-\(UUID().uuidString.prefix(8))"
         // The shim is built next to this test bundle.
         let binDirectory = URL(fileURLWithPath: try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")).deletingLastPathComponent().path
+        bin = binDirectory
         socket = try Self.shell("\(scripts)/containerd-private start \(dir) \(binDirectory)").trimmingCharacters(in: .whitespacesAndNewlines)
         _ = try Self.shell("\(scripts)/make-test-image \(dir)/image.tar && ctr --address \(socket) image import \(dir)/image.tar")
     }
@@ -34,6 +37,14 @@ final class PrivateContainerd: @unchecked Sendable {
         let status = await Self.system("timeout 120 ctr --address \(socket) \(arguments) >\(log) 2>&1 </dev/null")
         let output = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
         return ((status >> 8) & 0xff, output)
+    }
+
+    /// Runs `shimdiag SUBCOMMAND --address (this containerd's) REST`; exit status and combined output.
+    func shimdiag(_ subcommand: String, _ rest: String) async -> (status: Int32, output: String) {
+        let log = dir + "/shimdiag-\(UUID().uuidString.prefix(6)).out"
+        defer { unlink(log) }
+        let status = await Self.system("timeout 120 \(bin)/shimdiag \(subcommand) --address \(socket) \(rest) >\(log) 2>&1 </dev/null")
+        return ((status >> 8) & 0xff, (try? String(contentsOfFile: log, encoding: .utf8)) ?? "")
     }
 
     /// Runs a shell command line in which `CTR` stands for `ctr` against this containerd
@@ -212,6 +223,43 @@ func shimThreads(of dir: String, named name: String) -> Int? {
             try await waitUntil(cd, task: "cri-sandbox", shows: "STOPPED")
             #expect(try await cd.ctr("task delete cri-sandbox").status == 0)
             #expect(try await cd.ctr("container delete cri-sandbox").status == 0)
+        }
+    }
+
+    @Test func shimdiagRunsCommandsInTheVMListsTasksSharesAPathAndFindsTheShim() async throws {
+        try await withContainerd { cd in
+            #expect(try await cd.ctr("run -d \(Self.runtime) \(Self.image) dg1 sleep 300").status == 0)
+            try await waitUntil(cd, task: "dg1", shows: "RUNNING")
+            // A command in the VM itself: the guest's kernel, its output and its exit code.
+            let uname = await cd.shimdiag("exec", "dg1 uname -r")
+            #expect(uname.status == 0 && uname.output.hasSuffix("-amd64\n"), "\(uname.output)")
+            let failing = await cd.shimdiag("exec", "dg1 sh -c 'echo on stderr >&2; exit 3'")
+            #expect(failing.status == 3 && failing.output == "on stderr\n", "\(failing.output)")
+            // The VM's own root, not the container's: the agent is PID 1 there.
+            let vmInit = await cd.shimdiag("exec", "dg1 cat /proc/1/comm")
+            #expect(vmInit.output == "skiff-agent\n", "\(vmInit.output)")
+            #expect(await cd.shimdiag("tasks", "dg1").output == "dg1\n")
+            // The pid is the shim's: the process serving this task.
+            let pid = await cd.shimdiag("pid", "dg1")
+            let cmdline = FileManager.default.contents(atPath: "/proc/\(pid.output.trimmingCharacters(in: .whitespacesAndNewlines))/cmdline")
+                .map { String(decoding: $0, as: UTF8.self) } ?? ""
+            #expect(cmdline.contains("containerd-shim-skiff-v2") && cmdline.contains("dg1"), "pid \(pid.output): \(cmdline)")
+            // A host directory shared read-only into the VM at a path of our choosing.
+            let host = cd.dir + "/diag-share"
+            try FileManager.default.createDirectory(atPath: host, withIntermediateDirectories: true)
+            try "from the host\n".write(toFile: host + "/f", atomically: false, encoding: .utf8)
+            #expect(await cd.shimdiag("share", "--read-only dg1 \(host) /mnt/diag").status == 0)
+            #expect(await cd.shimdiag("exec", "dg1 cat /mnt/diag/f").output == "from the host\n")
+            #expect(await cd.shimdiag("exec", "dg1 touch /mnt/diag/x").status != 0)
+            let stacks = await cd.shimdiag("stacks", "dg1")
+            #expect(stacks.output.contains("containerd-shim") && stacks.output.contains("skiff-agent"), "\(stacks.output)")
+            // No shim for an unknown pod: a clear error, not a hang.
+            let unknown = await cd.shimdiag("pid", "no-such-pod")
+            #expect(unknown.status != 0 && unknown.output.contains("no shim answers"), "\(unknown.output)")
+            #expect(try await cd.ctr("task kill -s SIGKILL dg1").status == 0)
+            try await waitUntil(cd, task: "dg1", shows: "STOPPED")
+            #expect(try await cd.ctr("task delete dg1").status == 0)
+            #expect(try await cd.ctr("container delete dg1").status == 0)
         }
     }
 

@@ -72,7 +72,8 @@ case .serve:
         }
     })
     do {
-        let listener = try await TTRPCServer(services: [service], logger: logger).listen(boundSocket: 3, path: "")
+        let diag = DiagService(pod: pod, logger: logger)
+        let listener = try await TTRPCServer(services: [service, diag], logger: logger).listen(boundSocket: 3, path: "")
         logger.info("serving \(arguments.id) in namespace \(arguments.namespace)")
         try await listener.waitClosed()
     } catch {
