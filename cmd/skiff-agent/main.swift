@@ -25,13 +25,33 @@ if arguments.contains("--version") {
 }
 
 let isInit = getpid() == 1
+/// Opens once the host has heard the hello: a plain thread waits on it without the
+/// concurrency runtime (a pipe that gets a byte).
+final class ThreadGate: Sendable {
+    private let fds: (read: Int32, write: Int32)
+    init() {
+        var pair: [Int32] = [-1, -1]
+        _ = skiff_pipe_cloexec(&pair)
+        fds = (pair[0], pair[1])
+    }
+    func open() {
+        var byte: UInt8 = 1
+        _ = write(fds.write, &byte, 1)
+    }
+    /// Returns once open, or after `timeoutMs`.
+    func wait(timeoutMs: Int32) {
+        var poller = pollfd(fd: fds.read, events: Int16(POLLIN), revents: 0)
+        while poll(&poller, 1, timeoutMs) < 0, errno == EINTR {}
+    }
+}
+let helloSent = ThreadGate()
+
 let reaper = ExitReaper(mode: isInit ? .allChildren : .ownChildren)
 let service = AgentService(reaper: reaper, modulesPending: isInit)
 
 if isInit {
     log("started")
     GuestInit.mountFilesystems()
-    GuestInit.sealExecutable("/usr/bin/crun")
     var loader = ModuleLoader()
     var loaded: [String] = []
     for module in ModuleLoader.channelModules {
@@ -43,11 +63,15 @@ if isInit {
     log("channel modules loaded: \(loaded.joined(separator: " "))")
     // The rest load while the agent serves, on a thread of their own: each finit_module
     // blocks for a while under emulation, and must not hold up the concurrency pool. At idle
-    // priority, so that on one vCPU opening the ports and answering the host's first request
-    // come first (a Mount that needs these modules waits for them anyway).
+    // priority, and only once the host has the hello (or 10 s passed): a module being linked
+    // holds the one vCPU in the kernel whatever its priority, and the ports and the hello come
+    // first (a Mount that needs these modules waits for them anyway). crun's sealed copy is
+    // made there too, before the modules.
     let rest = loader
     startThread {
+        helloSent.wait(timeoutMs: 10_000)
         if skiff_set_thread_idle_priority() != 0 { log("idle priority for the module loader: errno \(errno)") }
+        GuestInit.sealExecutable("/usr/bin/crun")
         var loader = rest
         for module in ModuleLoader.shareModules {
             let result = loader.load(module)
@@ -70,6 +94,8 @@ guard let controlPath = option("--control") ?? GuestInit.findPort(named: "skiff.
     exit(1)
 }
 let stdioPath = option("--stdio") ?? GuestInit.findPort(named: "skiff.stdio", timeout: .seconds(1))
+// Without a stdio port there is no hello to wait for.
+if stdioPath == nil { helloSent.open() }
 
 /// Opens `path` and runs `serve` on a channel over it, again whenever the other side goes away
 /// (a virtio-serial port reads end of file while the host has no connection).
@@ -129,6 +155,7 @@ func serveBothPorts(control controlPath: String, stdio stdioPath: String?) async
                     // (a request sent before the control port is open would be lost).
                     await controlServing.wait()
                     try await mux.sendHello("skiff-agent \(AgentService.version)")
+                    helloSent.open()
                 }
             }
         }
