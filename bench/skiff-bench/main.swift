@@ -6,7 +6,7 @@ import Synchronization
 import VMController
 import VMManager
 
-// skiff-bench boot [--rounds N]: the boot floor against StartVM-to-agent-ready, and the
+// skiff-bench boot [--rounds N, default 15]: the boot floor against StartVM-to-agent-ready, and the
 // agent's stdio throughput, from one run. Prints medians and a "ratio" line.
 
 /// Unbuffered, so progress shows as it happens.
@@ -16,7 +16,7 @@ guard arguments.first == "boot" else {
     FileHandle.standardError.write(Data("usage: skiff-bench boot [--rounds N]\n".utf8))
     exit(2)
 }
-let rounds = arguments.firstIndex(of: "--rounds").flatMap { Int(arguments[$0 + 1]) } ?? 5
+let rounds = arguments.firstIndex(of: "--rounds").flatMap { Int(arguments[$0 + 1]) } ?? 15
 let image = try GuestImage.locate()
 let root = "/tmp/skiff-bench-\(getpid())"
 try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
