@@ -17,13 +17,7 @@ public final class DiagService: Skiff_Diag_V1_ShimDiagService, Sendable {
     }
 
     private func handle<T>(_ name: String, _ body: () async throws -> T) async throws -> T {
-        do {
-            return try await body()
-        } catch {
-            let mapped = ServiceError.from(error)
-            logger.warning("diag \(name): \(mapped.ttrpcStatus)")
-            throw mapped
-        }
+        try await serviceCall("diag \(name)", logger: logger, body)
     }
 
     public func execInHost(_ request: Skiff_Diag_V1_ExecProcessRequest, context: TTRPCServerContext) async throws -> Skiff_Diag_V1_ExecProcessResponse {

@@ -1,3 +1,4 @@
+import Logging
 import TTRPC
 import VMController
 
@@ -36,5 +37,17 @@ public enum ServiceError: Error, Sendable, Equatable, TTRPCStatusConvertible, Cu
             }
         }
         return .internalError("\(error)")
+    }
+}
+
+/// Runs one call of a ttrpc service: an error leaves as its ServiceError (and so its gRPC
+/// status), and is logged with what was called.
+func serviceCall<T>(_ what: String, logger: Logger, _ body: () async throws -> T) async throws -> T {
+    do {
+        return try await body()
+    } catch {
+        let mapped = ServiceError.from(error)
+        logger.warning("\(what): \(mapped.ttrpcStatus)")
+        throw mapped
     }
 }

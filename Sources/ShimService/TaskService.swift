@@ -19,13 +19,7 @@ public final class TaskService: Containerd_Task_V2_TaskService, Sendable {
     }
 
     private func handle<T>(_ name: String, _ id: String, _ body: () async throws -> T) async throws -> T {
-        do {
-            return try await body()
-        } catch {
-            let mapped = ServiceError.from(error)
-            logger.warning("\(name) \(id): \(mapped.ttrpcStatus)")
-            throw mapped
-        }
+        try await serviceCall("\(name) \(id)", logger: logger, body)
     }
 
     public func create(_ request: Containerd_Task_V2_CreateTaskRequest, context: TTRPCServerContext) async throws -> Containerd_Task_V2_CreateTaskResponse {
