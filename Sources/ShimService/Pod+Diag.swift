@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import GuestManager
+import VMController
 
 /// What shimdiag asks of the pod: a command in the VM itself (outside every container), the
 /// pod's tasks, and a host directory shared into the VM at a path of the caller's choosing.
@@ -25,10 +26,7 @@ extension Pod {
             io.abandon()
             throw ServiceError.from(error)
         }
-        let exit = try? await guest.agent.waitProcess(.with { $0.id = agentID })
-        await io.finished.value
-        _ = try? await guest.agent.deleteProcess(.with { $0.id = agentID })
-        guard let exit else { throw .internalError("lost the exit of \(args[0])") }
+        guard let exit = await Self.awaitExit(agentID: agentID, guest: guest, io: io) else { throw .internalError("lost the exit of \(args[0])") }
         return Int32(clamping: exit.exitStatus)
     }
 
@@ -48,8 +46,9 @@ extension Pod {
         guard let vm, let plan9 = await vm.plan9, let guest = await vm.agentConnection else {
             throw .failedPrecondition("the VM is not running")
         }
+        let share: Plan9Controller.ShareID
+        do { share = try await plan9.reserve(hostPath: hostPath, readOnly: readOnly) } catch { throw ServiceError.from(error) }
         do {
-            let share = try await plan9.reserve(hostPath: hostPath, readOnly: readOnly)
             let mapped = try await plan9.mapToGuest(share)
             _ = try await guest.agent.mount(.with {
                 $0.source = mapped
@@ -57,6 +56,8 @@ extension Pod {
                 $0.options = readOnly ? ["bind", "ro"] : ["bind"]
             })
         } catch {
+            // Half made (host bind, guest mount): undone, so a refused share holds nothing.
+            do { try await plan9.unmapFromGuest(share) } catch { logger.error("undoing the share of \(hostPath): \(error)") }
             throw ServiceError.from(error)
         }
     }

@@ -38,7 +38,8 @@ public actor Pod {
         let bundle = TaskBundle(path: request.bundle)
         let annotations: [String: String]
         do { annotations = try bundle.annotations() } catch { throw .invalidArgument("\(error)") }
-        let terminal = try Self.terminal(of: bundle)
+        let spec = try Self.spec(of: bundle)
+        let terminal = try Self.terminal(of: spec)
         let begun = ContinuousClock.now
 
         try mountRootfs(request.rootfs, at: bundle.rootfs)
@@ -57,15 +58,15 @@ public actor Pod {
             // The spec's bind mounts: each host source shared into the VM (read-only where the
             // mount is), and the guest's spec names it by its guest path.
             var guestSources: [Int: String] = [:]
-            for mount in try Self.bindMounts(of: bundle) {
+            for mount in try Self.bindMounts(of: spec) {
                 let id = try await share9p.reserve(hostPath: mount.source, readOnly: mount.readOnly)
                 shares.append(id)
                 guestSources[mount.index] = try await share9p.mapToGuest(id)
             }
-            try writeGuestConfig(bundle: bundle, mountSources: guestSources)
+            try writeGuestConfig(spec, bundle: bundle, mountSources: guestSources)
             containers[request.id] = Container(
                 id: request.id, bundle: bundle, shares: shares, guestBundle: guestBundle,
-                cgroupPath: Self.cgroupPath(of: bundle, id: request.id),
+                cgroupPath: Self.cgroupPath(of: spec, id: request.id),
                 process: ProcessRecord(agentID: request.id, terminal: terminal,
                                        stdin: request.stdin, stdout: request.stdout, stderr: request.stderr))
         } catch {
@@ -234,14 +235,21 @@ public actor Pod {
     /// Waits for the process to end in the guest and its output to drain, then records how
     /// it ended.
     func watchExit(id: String, execID: String, agentID: String, guest: GuestConnection, io: FifoIO) async {
-        let exit = try? await guest.agent.waitProcess(.with { $0.id = agentID })
-        io.stopStdin()
-        await io.finished.value
-        _ = try? await guest.agent.deleteProcess(.with { $0.id = agentID })
+        let exit = await Self.awaitExit(agentID: agentID, guest: guest, io: io)
         // The container's init is gone, and with its PID namespace every exec'd process.
         if execID.isEmpty { await execsEnded(containerID: id) }
         await processExited(id: id, execID: execID, status: exit?.exitStatus ?? 255,
                             at: exit.map { Date(timeIntervalSince1970: Double($0.exitedAtNs) / 1e9) } ?? Date())
+    }
+
+    /// Waits for the agent's process `agentID` to end and its output to reach containerd (its
+    /// stdin is no longer read), then drops it from the agent's table. Nil if the VM is gone.
+    static func awaitExit(agentID: String, guest: GuestConnection, io: FifoIO) async -> Skiff_Agent_V1_WaitProcessResponse? {
+        let exit = try? await guest.agent.waitProcess(.with { $0.id = agentID })
+        io.stopStdin()
+        await io.finished.value
+        _ = try? await guest.agent.deleteProcess(.with { $0.id = agentID })
+        return exit
     }
 
     /// Records an exit, tells containerd (TaskExit, carrying the exec id for an exec) and
@@ -456,19 +464,22 @@ public actor Pod {
     }
 
     /// The container's cgroup (v2) below /sys/fs/cgroup, as crun places it.
-    static func cgroupPath(of bundle: TaskBundle, id: String) -> String {
-        guard let data = FileManager.default.contents(atPath: bundle.configPath),
-              let spec = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
-              let linux = spec["linux"] as? [String: Any], let path = linux["cgroupsPath"] as? String, !path.isEmpty
+    static func cgroupPath(of spec: [String: Any], id: String) -> String {
+        guard let linux = spec["linux"] as? [String: Any], let path = linux["cgroupsPath"] as? String, !path.isEmpty
         else { return "/" + id }
         return path.hasPrefix("/") ? path : "/" + path
     }
 
-    static func terminal(of bundle: TaskBundle) throws(ServiceError) -> Bool {
+    /// containerd's OCI spec in the bundle, read once per create.
+    static func spec(of bundle: TaskBundle) throws(ServiceError) -> [String: Any] {
         guard let data = FileManager.default.contents(atPath: bundle.configPath),
               let spec = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
             throw .invalidArgument("cannot read the OCI spec at \(bundle.configPath)")
         }
+        return spec
+    }
+
+    static func terminal(of spec: [String: Any]) throws(ServiceError) -> Bool {
         guard let process = spec["process"] as? [String: Any], let args = process["args"] as? [String], !args.isEmpty else {
             throw .invalidArgument("the OCI spec has no process.args")
         }
@@ -484,11 +495,7 @@ public actor Pod {
 
     /// The spec's bind mounts (type `bind`, or a `bind`/`rbind` option) of host paths, with the
     /// index of each in `mounts`. A source that does not exist is refused, as runc would.
-    static func bindMounts(of bundle: TaskBundle) throws(ServiceError) -> [BindMount] {
-        guard let data = FileManager.default.contents(atPath: bundle.configPath),
-              let spec = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
-            throw .invalidArgument("cannot read the OCI spec at \(bundle.configPath)")
-        }
+    static func bindMounts(of spec: [String: Any]) throws(ServiceError) -> [BindMount] {
         let mounts = spec["mounts"] as? [[String: Any]] ?? []
         var binds: [BindMount] = []
         for (index, mount) in mounts.enumerated() {
@@ -504,11 +511,7 @@ public actor Pod {
     }
 
     /// The spec crun runs in the guest (see `guestSpec`), written beside containerd's.
-    private func writeGuestConfig(bundle: TaskBundle, mountSources: [Int: String]) throws(ServiceError) {
-        guard let data = FileManager.default.contents(atPath: bundle.configPath),
-              let spec = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
-            throw .invalidArgument("cannot read the OCI spec at \(bundle.configPath)")
-        }
+    private func writeGuestConfig(_ spec: [String: Any], bundle: TaskBundle, mountSources: [Int: String]) throws(ServiceError) {
         let podPids = Set(containers.values.filter { $0.process.isLive }.map { $0.process.pid })
         let (guest, dropped) = Self.guestSpec(spec, mountSources: mountSources, podPids: podPids)
         for note in dropped { logger.info("guest spec of \(bundle.path): \(note)") }

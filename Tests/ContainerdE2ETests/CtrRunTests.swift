@@ -251,6 +251,15 @@ func shimThreads(of dir: String, named name: String) -> Int? {
             #expect(await cd.shimdiag("share", "--read-only dg1 \(host) /mnt/diag").status == 0)
             #expect(await cd.shimdiag("exec", "dg1 cat /mnt/diag/f").output == "from the host\n")
             #expect(await cd.shimdiag("exec", "dg1 touch /mnt/diag/x").status != 0)
+            // A share the guest cannot mount is refused and leaves no host bind behind.
+            func vmMounts() -> Int {
+                ((try? String(contentsOfFile: "/proc/self/mounts", encoding: .utf8)) ?? "")
+                    .split(separator: "\n").filter { $0.contains("/run/skiff/pod-") }.count
+            }
+            let mountsBefore = vmMounts()
+            let refused = await cd.shimdiag("share", "dg1 \(host) /proc/skiff-no-such-dir")
+            #expect(refused.status != 0, "\(refused.output)")
+            #expect(vmMounts() == mountsBefore, "a refused share left a host mount")
             let stacks = await cd.shimdiag("stacks", "dg1")
             #expect(stacks.output.contains("containerd-shim") && stacks.output.contains("skiff-agent"), "\(stacks.output)")
             // No shim for an unknown pod: a clear error, not a hang.
