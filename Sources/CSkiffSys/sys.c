@@ -82,3 +82,44 @@ out:
 int skiff_set_thread_name(const char *name) {
     return pthread_setname_np(pthread_self(), name);
 }
+
+#include <sys/socket.h>
+#include <sys/un.h>
+
+int skiff_unix_listen(const char *path) {
+    struct sockaddr_un addr = { .sun_family = AF_UNIX };
+    if (strlen(path) >= sizeof(addr.sun_path)) return -ENAMETOOLONG;
+    strcpy(addr.sun_path, path);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -errno;
+    unlink(path);
+    if (bind(fd, (struct sockaddr *)&addr, sizeof(addr)) != 0 || listen(fd, 1) != 0) {
+        int error = errno;
+        close(fd);
+        return -error;
+    }
+    return fd;
+}
+
+int skiff_accept_fd(int listener) {
+    int conn;
+    do { conn = accept4(listener, NULL, NULL, SOCK_CLOEXEC); } while (conn < 0 && errno == EINTR);
+    if (conn < 0) return -errno;
+    char byte[64];
+    char control[CMSG_SPACE(sizeof(int))];
+    struct iovec iov = { .iov_base = byte, .iov_len = sizeof(byte) };
+    struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = control, .msg_controllen = sizeof(control) };
+    ssize_t n;
+    do { n = recvmsg(conn, &msg, MSG_CMSG_CLOEXEC); } while (n < 0 && errno == EINTR);
+    int error = n < 0 ? errno : 0;
+    close(conn);
+    if (n < 0) return -error;
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c != NULL; c = CMSG_NXTHDR(&msg, c)) {
+        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS && c->cmsg_len >= CMSG_LEN(sizeof(int))) {
+            int fd;
+            memcpy(&fd, CMSG_DATA(c), sizeof(int));
+            return fd;
+        }
+    }
+    return -EBADMSG;
+}

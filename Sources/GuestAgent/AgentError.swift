@@ -7,6 +7,8 @@ public enum AgentError: Error, Sendable, Equatable, TTRPCStatusConvertible, Cust
     case notFound(String)
     case alreadyExists(String)
     case failedPrecondition(String)
+    /// Something the agent waits for did not happen in time.
+    case deadlineExceeded(String)
     /// A system call failed: what was attempted and errno.
     case system(String, Int32)
 
@@ -16,6 +18,7 @@ public enum AgentError: Error, Sendable, Equatable, TTRPCStatusConvertible, Cust
         case let .notFound(message): return TTRPCStatus(.notFound, message)
         case let .alreadyExists(message): return TTRPCStatus(.alreadyExists, message)
         case let .failedPrecondition(message): return TTRPCStatus(.failedPrecondition, message)
+        case let .deadlineExceeded(message): return TTRPCStatus(.deadlineExceeded, message)
         case let .system(_, code):
             let status: TTRPCStatus.Code = code == ENOENT ? .notFound : code == EACCES || code == EPERM ? .permissionDenied : .internal
             return TTRPCStatus(status, description)
@@ -24,7 +27,7 @@ public enum AgentError: Error, Sendable, Equatable, TTRPCStatusConvertible, Cust
 
     public var description: String {
         switch self {
-        case let .invalidArgument(m), let .notFound(m), let .alreadyExists(m), let .failedPrecondition(m): return m
+        case let .invalidArgument(m), let .notFound(m), let .alreadyExists(m), let .failedPrecondition(m), let .deadlineExceeded(m): return m
         case let .system(what, code): return "\(what): \(String(cString: strerror(code)))"
         }
     }

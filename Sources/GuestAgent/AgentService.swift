@@ -12,10 +12,13 @@ import TTRPC
 public final class AgentService: Skiff_Agent_V1_AgentService, Sendable {
     public static let version = "skiff-agent 0.1"
 
-    private let reaper: ExitReaper
-    private let group: any EventLoopGroup
-    private let processes = Mutex<[String: GuestProcess]>([:])
-    private let mux = Mutex<StdioMux?>(nil)
+    let reaper: ExitReaper
+    let group: any EventLoopGroup
+    let processes = Mutex<[String: GuestProcess]>([:])
+    let mux = Mutex<StdioMux?>(nil)
+    /// The containers crun runs, by container id.
+    let containers = Mutex<[String: GuestContainer]>([:])
+    let crun: CrunRunner
     private let startedAt = ContinuousClock.now
     private let cpus: CPUOnline
     /// Modules loaded so far, reported by GuestInfo.
@@ -30,8 +33,9 @@ public final class AgentService: Skiff_Agent_V1_AgentService, Sendable {
     /// `markShareModulesLoaded()` and `markModulesLoaded()` as they come in; until then, the
     /// mounts that need them wait.
     public init(reaper: ExitReaper, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton, modulesPending: Bool = false,
-                cpus: CPUOnline = CPUOnline()) {
+                cpus: CPUOnline = CPUOnline(), crun: CrunRunner = CrunRunner()) {
         self.reaper = reaper
+        self.crun = crun
         self.cpus = cpus
         self.group = group
         sharesReady = Milestone(reached: !modulesPending)
@@ -108,10 +112,12 @@ public final class AgentService: Skiff_Agent_V1_AgentService, Sendable {
     public func waitProcess(_ request: Skiff_Agent_V1_WaitProcessRequest, context: TTRPCServerContext) async throws -> Skiff_Agent_V1_WaitProcessResponse {
         let process = try lookup(request.id)
         let exit = await process.wait()
+        let oomKilled = process.containerID.map { newOOMKills(container: $0) } ?? false
         return .with {
             $0.exitStatus = UInt32(exit.status.exitCode)
             $0.signal = UInt32(exit.status.signal)
             $0.exitedAtNs = exit.exitedAtNs
+            $0.oomKilled = oomKilled
         }
     }
 
@@ -169,7 +175,7 @@ public final class AgentService: Skiff_Agent_V1_AgentService, Sendable {
         return .with { $0.stacks = text }
     }
 
-    private func lookup(_ id: String) throws(AgentError) -> GuestProcess {
+    func lookup(_ id: String) throws(AgentError) -> GuestProcess {
         guard let process = processes.withLock({ $0[id] }) else { throw .notFound("process \(id) not found") }
         return process
     }

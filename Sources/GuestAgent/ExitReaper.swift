@@ -5,7 +5,9 @@ import Synchronization
 /// Collects the exits of the agent's children.
 ///
 /// As PID 1 (`.allChildren`) one thread reaps every child, so orphans re-parented to init do
-/// not pile up as zombies; exits of processes the agent did not start are dropped. Elsewhere
+/// not pile up as zombies. The exits of orphans are kept a while (the last `orphanLimit`), so
+/// a process that came to the agent by re-parenting, such as a container's init once
+/// `crun create` has exited, can be `adopt`ed even if it ended first. Elsewhere
 /// (`.ownChildren`, for tests on a host) a thread per child waits for that pid only, leaving
 /// the rest of the host process's children alone.
 ///
@@ -19,8 +21,19 @@ public final class ExitReaper: Sendable {
         case exited(Int32)
     }
 
+    /// Where the orphan exits stand when a launcher starts: `adopt` takes only later ones.
+    public struct Mark: Sendable { let serial: UInt64 }
+
+    private struct State {
+        var entries: [pid_t: Entry] = [:]
+        /// Exits of processes nobody tracked, with the order they came in.
+        var orphans: [pid_t: (status: Int32, serial: UInt64)] = [:]
+        var serial: UInt64 = 0
+    }
+
     public let mode: Mode
-    private let table = Mutex<[pid_t: Entry]>([:])
+    static let orphanLimit = 1024
+    private let state = Mutex<State>(State())
     /// Wakes the PID 1 reaper when it had no children and a new one appears.
     private let wakeFDs: (read: Int32, write: Int32)
 
@@ -39,9 +52,9 @@ public final class ExitReaper: Sendable {
 
     /// Runs `body` (which starts a child and returns its pid) and tracks the child.
     public func spawn(_ body: () throws(AgentError) -> pid_t) throws(AgentError) -> pid_t {
-        let pid = try table.withLock { (table) throws(AgentError) -> pid_t in
+        let pid = try state.withLock { (state) throws(AgentError) -> pid_t in
             let pid = try body()
-            table[pid] = .running([])
+            state.entries[pid] = .running([])
             return pid
         }
         switch mode {
@@ -58,15 +71,34 @@ public final class ExitReaper: Sendable {
         return pid
     }
 
+    /// Marks the present: orphans that exit from now on may be adopted.
+    public func mark() -> Mark {
+        state.withLock { Mark(serial: $0.serial) }
+    }
+
+    /// Tracks `pid`, a process that became the agent's by re-parenting after `since` was
+    /// taken: its exit is the orphan exit recorded after the mark, if it came already, or the
+    /// next one. Only as PID 1 do orphans come to the agent.
+    public func adopt(_ pid: pid_t, since: Mark) {
+        state.withLock { state in
+            if case .running = state.entries[pid] { return }
+            if let orphan = state.orphans.removeValue(forKey: pid), orphan.serial > since.serial {
+                state.entries[pid] = .exited(orphan.status)
+            } else {
+                state.entries[pid] = .running([])
+            }
+        }
+    }
+
     /// The raw wait status of a tracked child, once it exits.
     public func waitStatus(of pid: pid_t) async -> Int32 {
         await withCheckedContinuation { continuation in
-            let done: Int32? = table.withLock { table in
-                switch table[pid] {
+            let done: Int32? = state.withLock { state in
+                switch state.entries[pid] {
                 case let .exited(status): return status
                 case var .running(waiters):
                     waiters.append(continuation)
-                    table[pid] = .running(waiters)
+                    state.entries[pid] = .running(waiters)
                     return nil
                 case nil: return 0x7f00  // untracked: report "killed by signal 127" rather than hang
                 }
@@ -77,15 +109,23 @@ public final class ExitReaper: Sendable {
 
     /// Stops tracking an exited child.
     public func forget(_ pid: pid_t) {
-        table.withLock { table in
-            if case .exited = table[pid] { table[pid] = nil }
+        state.withLock { state in
+            if case .exited = state.entries[pid] { state.entries[pid] = nil }
         }
     }
 
     private func record(pid: pid_t, status: Int32) {
-        let waiters: [CheckedContinuation<Int32, Never>] = table.withLock { table in
-            guard case let .running(waiters) = table[pid] else { return [] }
-            table[pid] = .exited(status)
+        let waiters: [CheckedContinuation<Int32, Never>] = state.withLock { state in
+            guard case let .running(waiters) = state.entries[pid] else {
+                state.serial += 1
+                state.orphans[pid] = (status, state.serial)
+                if state.orphans.count > Self.orphanLimit,
+                   let oldest = state.orphans.min(by: { $0.value.serial < $1.value.serial }) {
+                    state.orphans[oldest.key] = nil
+                }
+                return []
+            }
+            state.entries[pid] = .exited(status)
             return waiters
         }
         for waiter in waiters { waiter.resume(returning: status) }

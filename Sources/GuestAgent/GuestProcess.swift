@@ -17,6 +17,8 @@ public final class GuestProcess: Sendable {
     public let id: String
     public let pid: pid_t
     public let terminal: Bool
+    /// The container it runs in, for a container's init or exec.
+    public let containerID: String?
     /// A duplicate of the terminal master, kept for resizing.
     private let resizeFD: Int32?
     private let exitTask: Task<WaitStatusAndTime, Never>
@@ -36,8 +38,9 @@ public final class GuestProcess: Sendable {
     }
 
     init(id: String, spawned: SpawnedProcess, reaper: ExitReaper, stdin: MuxReceiver?,
-         stdout: MuxSender?, stderr: MuxSender?, group: any EventLoopGroup) {
+         stdout: MuxSender?, stderr: MuxSender?, group: any EventLoopGroup, containerID: String? = nil) {
         self.id = id
+        self.containerID = containerID
         self.pid = spawned.pid
         self.terminal = spawned.terminal != nil
         self.resizeFD = spawned.terminal.map { dup($0) }.flatMap { $0 >= 0 ? $0 : nil }
@@ -140,18 +143,20 @@ public final class GuestProcess: Sendable {
         try? await sender?.finish()
     }
 
+    /// Copies the host's stdin stream into the process. Each chunk is awaited until it is in
+    /// the pipe, not only queued: a reader that is slow to start (`sleep 2; wc -c`) must still
+    /// get every byte, and closing the channel would drop whatever NIO still held.
     private static func pumpInput(fd: Int32, from receiver: MuxReceiver?, group: any EventLoopGroup, channels: Locked<[any Channel]>) async {
         do {
-            let channel = try await NIOPipeBootstrap(group: group).channelOption(.recvAllocator, value: Self.readSize).takingOwnershipOfDescriptor(output: fd) { channel in
+            let channel: any Channel = try await NIOPipeBootstrap(group: group).takingOwnershipOfDescriptor(output: fd) { channel in
                 channel.eventLoop.makeCompletedFuture {
                     register(channel, in: channels)
-                    return try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
+                    return channel
                 }
             }
-            try await channel.executeThenClose { _, outbound in
-                if let receiver {
-                    for try await chunk in receiver { try await outbound.write(chunk) }
-                }
+            defer { channel.close(promise: nil) }
+            if let receiver {
+                for try await chunk in receiver { try await channel.writeAndFlush(chunk).get() }
             }
         } catch {
             receiver?.reset()
@@ -166,10 +171,12 @@ public final class GuestProcess: Sendable {
                     return try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
                 }
             }
-            try await channel.executeThenClose { inbound, outbound in
+            let raw = channel.channel
+            try await channel.executeThenClose { inbound, _ in
+                // As for a pipe: each chunk is in the terminal before the next is taken.
                 let input = Task {
                     if let stdin {
-                        for try await chunk in stdin { try await outbound.write(chunk) }
+                        for try await chunk in stdin { try await raw.writeAndFlush(chunk).get() }
                     }
                 }
                 defer { stdin?.reset(); input.cancel() }

@@ -17,7 +17,8 @@ private struct AgentHarness {
 
     static func start() async throws -> AgentHarness {
         let group = MultiThreadedEventLoopGroup.singleton
-        let service = AgentService(reaper: ExitReaper(mode: .ownChildren))
+        let runDirectory = "/tmp/skiff-agent-test-\(getpid())"
+        let service = AgentService(reaper: ExitReaper(mode: .ownChildren), crun: CrunRunner(runDirectory: runDirectory))
         let (hostControl, guestControl) = try await channelPair()
         try await TTRPCServer(services: [service]).serve(on: guestControl)
         let client = try await TTRPCClient.attach(to: hostControl)
@@ -127,6 +128,61 @@ private func text(_ bytes: [UInt8]) -> String { String(decoding: bytes, as: UTF8
             let result = try await h.run(["cat"], id: "cat", stdin: input)
             #expect(result.status == 0)
             #expect(result.stdout == input)
+        }
+    }
+
+    @Test func stdinReachesAReaderThatStartsLate() async throws {
+        try await withAgent { h async throws in
+            // The pipe holds 64 KiB; the rest waits in the agent until the reader wakes up,
+            // and none of it may be dropped when the host's stream ends first.
+            let input = [UInt8](repeating: 0x61, count: 1 << 20)
+            let result = try await h.run(["sh", "-c", "sleep 1; wc -c"], id: "late-reader", stdin: input)
+            #expect(result.status == 0)
+            #expect(text(result.stdout).filter { !$0.isWhitespace } == "1048576")
+        }
+    }
+
+    @Test func crunRefusingAContainerAnswersWithCrunsOwnMessage() async throws {
+        try await withAgent { h async throws in
+            do {
+                _ = try await h.agent.createContainer(.with {
+                    $0.containerID = "refused"
+                    $0.processID = "refused"
+                    $0.bundle = "/no/such/bundle"
+                    $0.config = "config.json"
+                })
+                Issue.record("crun create of a missing bundle succeeded")
+            } catch let status as TTRPCStatus {
+                #expect(status.code == .failedPrecondition)
+                #expect(status.message.contains("crun create refused"), "\(status.message)")
+            }
+            // Nothing was entered: the same id is free for a good call.
+            await expectStatus(.notFound) { _ = try await h.agent.waitProcess(.with { $0.id = "refused" }) }
+        }
+    }
+
+    @Test func containerCallsCheckTheirIdsAndUnknownContainersAreNotFound() async throws {
+        try await withAgent { h async throws in
+            for bad in ["-help", "a b", "$(touch x)", "../x", "", ".hidden"] {
+                await expectStatus(.invalidArgument) {
+                    _ = try await h.agent.createContainer(.with { $0.containerID = bad; $0.processID = "p"; $0.bundle = "/b"; $0.config = "c" })
+                }
+            }
+            await expectStatus(.invalidArgument) {
+                _ = try await h.agent.createContainer(.with { $0.containerID = "c"; $0.processID = "p"; $0.bundle = "relative"; $0.config = "c" })
+            }
+            await expectStatus(.notFound) { _ = try await h.agent.startContainer(.with { $0.containerID = "unknown" }) }
+            await expectStatus(.notFound) { _ = try await h.agent.signalContainer(.with { $0.containerID = "unknown"; $0.signal = 9 }) }
+            await expectStatus(.invalidArgument) { _ = try await h.agent.signalContainer(.with { $0.containerID = "unknown"; $0.signal = 99 }) }
+            await expectStatus(.notFound) { _ = try await h.agent.pauseContainer(.with { $0.containerID = "unknown" }) }
+            await expectStatus(.notFound) { _ = try await h.agent.containerStats(.with { $0.containerID = "unknown" }) }
+            await expectStatus(.notFound) { _ = try await h.agent.containerPids(.with { $0.containerID = "unknown" }) }
+            await expectStatus(.notFound) {
+                _ = try await h.agent.execProcess(.with { $0.containerID = "unknown"; $0.processID = "e"; $0.processSpec = "/p.json" })
+            }
+            // Deleting what is not there is done already.
+            _ = try await h.agent.deleteContainer(.with { $0.containerID = "unknown" })
+            #expect(try await h.agent.ping(.init()).version.isEmpty == false)
         }
     }
 

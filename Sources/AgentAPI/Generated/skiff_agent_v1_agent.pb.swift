@@ -193,6 +193,10 @@ public nonisolated struct Skiff_Agent_V1_WaitProcessResponse: Sendable {
   /// The signal that killed it, 0 when it exited.
   public var signal: UInt32 = 0
 
+  /// For a process of a container: the kernel's OOM killer ended a process of its cgroup
+  /// since the last exit reported for that container (memory.events `oom_kill` grew).
+  public var oomKilled: Bool = false
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -317,6 +321,331 @@ public nonisolated struct Skiff_Agent_V1_DumpStacksResponse: Sendable {
   // methods supported on all messages.
 
   public var stacks: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Skiff_Agent_V1_ContainerRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var containerID: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// The stdio of a container's process: stream ids on the stdio channel (0 = not connected)
+/// and, with `terminal`, the size of the pseudo-terminal crun makes in the container and
+/// hands over through its console socket (the process's controlling terminal).
+public nonisolated struct Skiff_Agent_V1_ProcessStdio: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var terminal: Bool = false
+
+  public var stdinStream: UInt32 = 0
+
+  public var stdoutStream: UInt32 = 0
+
+  public var stderrStream: UInt32 = 0
+
+  public var width: UInt32 = 0
+
+  public var height: UInt32 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Skiff_Agent_V1_CreateContainerRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// crun's container id: letters, digits, '-', '_' and '.'.
+  public var containerID: String = String()
+
+  /// The entry the init gets in the process table.
+  public var processID: String = String()
+
+  /// Guest paths: the bundle directory and the spec crun reads (absolute, or relative to it).
+  public var bundle: String = String()
+
+  public var config: String = String()
+
+  public var stdio: Skiff_Agent_V1_ProcessStdio {
+    get {_stdio ?? Skiff_Agent_V1_ProcessStdio()}
+    set {_stdio = newValue}
+  }
+  /// Returns true if `stdio` has been explicitly set.
+  public var hasStdio: Bool {self._stdio != nil}
+  /// Clears the value of `stdio`. Subsequent reads from it will return its default value.
+  public mutating func clearStdio() {self._stdio = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _stdio: Skiff_Agent_V1_ProcessStdio? = nil
+}
+
+public nonisolated struct Skiff_Agent_V1_CreateContainerResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var pid: UInt32 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Skiff_Agent_V1_ExecProcessRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var containerID: String = String()
+
+  public var processID: String = String()
+
+  /// Guest path of the OCI process spec (JSON) to run.
+  public var processSpec: String = String()
+
+  public var stdio: Skiff_Agent_V1_ProcessStdio {
+    get {_stdio ?? Skiff_Agent_V1_ProcessStdio()}
+    set {_stdio = newValue}
+  }
+  /// Returns true if `stdio` has been explicitly set.
+  public var hasStdio: Bool {self._stdio != nil}
+  /// Clears the value of `stdio`. Subsequent reads from it will return its default value.
+  public mutating func clearStdio() {self._stdio = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _stdio: Skiff_Agent_V1_ProcessStdio? = nil
+}
+
+public nonisolated struct Skiff_Agent_V1_ExecProcessResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var pid: UInt32 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Skiff_Agent_V1_SignalContainerRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var containerID: String = String()
+
+  public var signal: UInt32 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// cgroup v2 figures (Linux's Documentation/admin-guide/cgroup-v2.rst names them). Bytes,
+/// microseconds and counts; a limit of `max` is 0.
+public nonisolated struct Skiff_Agent_V1_ContainerStatsResponse: @unchecked Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var memoryUsageBytes: UInt64 {
+    get {_storage._memoryUsageBytes}
+    set {_uniqueStorage()._memoryUsageBytes = newValue}
+  }
+
+  public var memoryLimitBytes: UInt64 {
+    get {_storage._memoryLimitBytes}
+    set {_uniqueStorage()._memoryLimitBytes = newValue}
+  }
+
+  public var memoryAnon: UInt64 {
+    get {_storage._memoryAnon}
+    set {_uniqueStorage()._memoryAnon = newValue}
+  }
+
+  public var memoryFile: UInt64 {
+    get {_storage._memoryFile}
+    set {_uniqueStorage()._memoryFile = newValue}
+  }
+
+  public var memoryKernelStack: UInt64 {
+    get {_storage._memoryKernelStack}
+    set {_uniqueStorage()._memoryKernelStack = newValue}
+  }
+
+  public var memorySlab: UInt64 {
+    get {_storage._memorySlab}
+    set {_uniqueStorage()._memorySlab = newValue}
+  }
+
+  public var memorySock: UInt64 {
+    get {_storage._memorySock}
+    set {_uniqueStorage()._memorySock = newValue}
+  }
+
+  public var memoryShmem: UInt64 {
+    get {_storage._memoryShmem}
+    set {_uniqueStorage()._memoryShmem = newValue}
+  }
+
+  public var memoryFileMapped: UInt64 {
+    get {_storage._memoryFileMapped}
+    set {_uniqueStorage()._memoryFileMapped = newValue}
+  }
+
+  public var memoryFileDirty: UInt64 {
+    get {_storage._memoryFileDirty}
+    set {_uniqueStorage()._memoryFileDirty = newValue}
+  }
+
+  public var memoryPgfault: UInt64 {
+    get {_storage._memoryPgfault}
+    set {_uniqueStorage()._memoryPgfault = newValue}
+  }
+
+  public var memoryPgmajfault: UInt64 {
+    get {_storage._memoryPgmajfault}
+    set {_uniqueStorage()._memoryPgmajfault = newValue}
+  }
+
+  public var memoryOom: UInt64 {
+    get {_storage._memoryOom}
+    set {_uniqueStorage()._memoryOom = newValue}
+  }
+
+  public var memoryOomKill: UInt64 {
+    get {_storage._memoryOomKill}
+    set {_uniqueStorage()._memoryOomKill = newValue}
+  }
+
+  public var cpuUsageUsec: UInt64 {
+    get {_storage._cpuUsageUsec}
+    set {_uniqueStorage()._cpuUsageUsec = newValue}
+  }
+
+  public var cpuUserUsec: UInt64 {
+    get {_storage._cpuUserUsec}
+    set {_uniqueStorage()._cpuUserUsec = newValue}
+  }
+
+  public var cpuSystemUsec: UInt64 {
+    get {_storage._cpuSystemUsec}
+    set {_uniqueStorage()._cpuSystemUsec = newValue}
+  }
+
+  public var cpuNrPeriods: UInt64 {
+    get {_storage._cpuNrPeriods}
+    set {_uniqueStorage()._cpuNrPeriods = newValue}
+  }
+
+  public var cpuNrThrottled: UInt64 {
+    get {_storage._cpuNrThrottled}
+    set {_uniqueStorage()._cpuNrThrottled = newValue}
+  }
+
+  public var cpuThrottledUsec: UInt64 {
+    get {_storage._cpuThrottledUsec}
+    set {_uniqueStorage()._cpuThrottledUsec = newValue}
+  }
+
+  public var pidsCurrent: UInt64 {
+    get {_storage._pidsCurrent}
+    set {_uniqueStorage()._pidsCurrent = newValue}
+  }
+
+  public var pidsLimit: UInt64 {
+    get {_storage._pidsLimit}
+    set {_uniqueStorage()._pidsLimit = newValue}
+  }
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _storage = _StorageClass.defaultInstance
+}
+
+/// Limits to write; unset fields are left as they are. A value of 0 or less means no limit.
+public nonisolated struct Skiff_Agent_V1_UpdateContainerRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var containerID: String = String()
+
+  public var memoryLimitBytes: Int64 {
+    get {_memoryLimitBytes ?? 0}
+    set {_memoryLimitBytes = newValue}
+  }
+  /// Returns true if `memoryLimitBytes` has been explicitly set.
+  public var hasMemoryLimitBytes: Bool {self._memoryLimitBytes != nil}
+  /// Clears the value of `memoryLimitBytes`. Subsequent reads from it will return its default value.
+  public mutating func clearMemoryLimitBytes() {self._memoryLimitBytes = nil}
+
+  public var pidsLimit: Int64 {
+    get {_pidsLimit ?? 0}
+    set {_pidsLimit = newValue}
+  }
+  /// Returns true if `pidsLimit` has been explicitly set.
+  public var hasPidsLimit: Bool {self._pidsLimit != nil}
+  /// Clears the value of `pidsLimit`. Subsequent reads from it will return its default value.
+  public mutating func clearPidsLimit() {self._pidsLimit = nil}
+
+  public var cpuQuotaUsec: Int64 {
+    get {_cpuQuotaUsec ?? 0}
+    set {_cpuQuotaUsec = newValue}
+  }
+  /// Returns true if `cpuQuotaUsec` has been explicitly set.
+  public var hasCpuQuotaUsec: Bool {self._cpuQuotaUsec != nil}
+  /// Clears the value of `cpuQuotaUsec`. Subsequent reads from it will return its default value.
+  public mutating func clearCpuQuotaUsec() {self._cpuQuotaUsec = nil}
+
+  public var cpuPeriodUsec: UInt64 {
+    get {_cpuPeriodUsec ?? 0}
+    set {_cpuPeriodUsec = newValue}
+  }
+  /// Returns true if `cpuPeriodUsec` has been explicitly set.
+  public var hasCpuPeriodUsec: Bool {self._cpuPeriodUsec != nil}
+  /// Clears the value of `cpuPeriodUsec`. Subsequent reads from it will return its default value.
+  public mutating func clearCpuPeriodUsec() {self._cpuPeriodUsec = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _memoryLimitBytes: Int64? = nil
+  fileprivate var _pidsLimit: Int64? = nil
+  fileprivate var _cpuQuotaUsec: Int64? = nil
+  fileprivate var _cpuPeriodUsec: UInt64? = nil
+}
+
+public nonisolated struct Skiff_Agent_V1_ContainerPidsResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var pids: [UInt32] = []
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -666,7 +995,7 @@ nonisolated extension Skiff_Agent_V1_WaitProcessRequest: SwiftProtobuf.Message, 
 
 nonisolated extension Skiff_Agent_V1_WaitProcessResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".WaitProcessResponse"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}exit_status\0\u{3}exited_at_ns\0\u{1}signal\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}exit_status\0\u{3}exited_at_ns\0\u{1}signal\0\u{3}oom_killed\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -677,6 +1006,7 @@ nonisolated extension Skiff_Agent_V1_WaitProcessResponse: SwiftProtobuf.Message,
       case 1: try { try decoder.decodeSingularUInt32Field(value: &self.exitStatus) }()
       case 2: try { try decoder.decodeSingularUInt64Field(value: &self.exitedAtNs) }()
       case 3: try { try decoder.decodeSingularUInt32Field(value: &self.signal) }()
+      case 4: try { try decoder.decodeSingularBoolField(value: &self.oomKilled) }()
       default: break
       }
     }
@@ -692,6 +1022,9 @@ nonisolated extension Skiff_Agent_V1_WaitProcessResponse: SwiftProtobuf.Message,
     if self.signal != 0 {
       try visitor.visitSingularUInt32Field(value: self.signal, fieldNumber: 3)
     }
+    if self.oomKilled != false {
+      try visitor.visitSingularBoolField(value: self.oomKilled, fieldNumber: 4)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -699,6 +1032,7 @@ nonisolated extension Skiff_Agent_V1_WaitProcessResponse: SwiftProtobuf.Message,
     if lhs.exitStatus != rhs.exitStatus {return false}
     if lhs.exitedAtNs != rhs.exitedAtNs {return false}
     if lhs.signal != rhs.signal {return false}
+    if lhs.oomKilled != rhs.oomKilled {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -998,6 +1332,586 @@ nonisolated extension Skiff_Agent_V1_DumpStacksResponse: SwiftProtobuf.Message, 
 
   public static func ==(lhs: Skiff_Agent_V1_DumpStacksResponse, rhs: Skiff_Agent_V1_DumpStacksResponse) -> Bool {
     if lhs.stacks != rhs.stacks {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Skiff_Agent_V1_ContainerRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ContainerRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}container_id\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.containerID) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.containerID.isEmpty {
+      try visitor.visitSingularStringField(value: self.containerID, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Skiff_Agent_V1_ContainerRequest, rhs: Skiff_Agent_V1_ContainerRequest) -> Bool {
+    if lhs.containerID != rhs.containerID {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Skiff_Agent_V1_ProcessStdio: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ProcessStdio"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}terminal\0\u{3}stdin_stream\0\u{3}stdout_stream\0\u{3}stderr_stream\0\u{1}width\0\u{1}height\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularBoolField(value: &self.terminal) }()
+      case 2: try { try decoder.decodeSingularUInt32Field(value: &self.stdinStream) }()
+      case 3: try { try decoder.decodeSingularUInt32Field(value: &self.stdoutStream) }()
+      case 4: try { try decoder.decodeSingularUInt32Field(value: &self.stderrStream) }()
+      case 5: try { try decoder.decodeSingularUInt32Field(value: &self.width) }()
+      case 6: try { try decoder.decodeSingularUInt32Field(value: &self.height) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.terminal != false {
+      try visitor.visitSingularBoolField(value: self.terminal, fieldNumber: 1)
+    }
+    if self.stdinStream != 0 {
+      try visitor.visitSingularUInt32Field(value: self.stdinStream, fieldNumber: 2)
+    }
+    if self.stdoutStream != 0 {
+      try visitor.visitSingularUInt32Field(value: self.stdoutStream, fieldNumber: 3)
+    }
+    if self.stderrStream != 0 {
+      try visitor.visitSingularUInt32Field(value: self.stderrStream, fieldNumber: 4)
+    }
+    if self.width != 0 {
+      try visitor.visitSingularUInt32Field(value: self.width, fieldNumber: 5)
+    }
+    if self.height != 0 {
+      try visitor.visitSingularUInt32Field(value: self.height, fieldNumber: 6)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Skiff_Agent_V1_ProcessStdio, rhs: Skiff_Agent_V1_ProcessStdio) -> Bool {
+    if lhs.terminal != rhs.terminal {return false}
+    if lhs.stdinStream != rhs.stdinStream {return false}
+    if lhs.stdoutStream != rhs.stdoutStream {return false}
+    if lhs.stderrStream != rhs.stderrStream {return false}
+    if lhs.width != rhs.width {return false}
+    if lhs.height != rhs.height {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Skiff_Agent_V1_CreateContainerRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".CreateContainerRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}container_id\0\u{3}process_id\0\u{1}bundle\0\u{1}config\0\u{1}stdio\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.containerID) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.processID) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.bundle) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.config) }()
+      case 5: try { try decoder.decodeSingularMessageField(value: &self._stdio) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.containerID.isEmpty {
+      try visitor.visitSingularStringField(value: self.containerID, fieldNumber: 1)
+    }
+    if !self.processID.isEmpty {
+      try visitor.visitSingularStringField(value: self.processID, fieldNumber: 2)
+    }
+    if !self.bundle.isEmpty {
+      try visitor.visitSingularStringField(value: self.bundle, fieldNumber: 3)
+    }
+    if !self.config.isEmpty {
+      try visitor.visitSingularStringField(value: self.config, fieldNumber: 4)
+    }
+    try { if let v = self._stdio {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 5)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Skiff_Agent_V1_CreateContainerRequest, rhs: Skiff_Agent_V1_CreateContainerRequest) -> Bool {
+    if lhs.containerID != rhs.containerID {return false}
+    if lhs.processID != rhs.processID {return false}
+    if lhs.bundle != rhs.bundle {return false}
+    if lhs.config != rhs.config {return false}
+    if lhs._stdio != rhs._stdio {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Skiff_Agent_V1_CreateContainerResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".CreateContainerResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}pid\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt32Field(value: &self.pid) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.pid != 0 {
+      try visitor.visitSingularUInt32Field(value: self.pid, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Skiff_Agent_V1_CreateContainerResponse, rhs: Skiff_Agent_V1_CreateContainerResponse) -> Bool {
+    if lhs.pid != rhs.pid {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Skiff_Agent_V1_ExecProcessRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ExecProcessRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}container_id\0\u{3}process_id\0\u{3}process_spec\0\u{1}stdio\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.containerID) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.processID) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.processSpec) }()
+      case 4: try { try decoder.decodeSingularMessageField(value: &self._stdio) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.containerID.isEmpty {
+      try visitor.visitSingularStringField(value: self.containerID, fieldNumber: 1)
+    }
+    if !self.processID.isEmpty {
+      try visitor.visitSingularStringField(value: self.processID, fieldNumber: 2)
+    }
+    if !self.processSpec.isEmpty {
+      try visitor.visitSingularStringField(value: self.processSpec, fieldNumber: 3)
+    }
+    try { if let v = self._stdio {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 4)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Skiff_Agent_V1_ExecProcessRequest, rhs: Skiff_Agent_V1_ExecProcessRequest) -> Bool {
+    if lhs.containerID != rhs.containerID {return false}
+    if lhs.processID != rhs.processID {return false}
+    if lhs.processSpec != rhs.processSpec {return false}
+    if lhs._stdio != rhs._stdio {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Skiff_Agent_V1_ExecProcessResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ExecProcessResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}pid\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt32Field(value: &self.pid) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.pid != 0 {
+      try visitor.visitSingularUInt32Field(value: self.pid, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Skiff_Agent_V1_ExecProcessResponse, rhs: Skiff_Agent_V1_ExecProcessResponse) -> Bool {
+    if lhs.pid != rhs.pid {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Skiff_Agent_V1_SignalContainerRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".SignalContainerRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}container_id\0\u{1}signal\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.containerID) }()
+      case 2: try { try decoder.decodeSingularUInt32Field(value: &self.signal) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.containerID.isEmpty {
+      try visitor.visitSingularStringField(value: self.containerID, fieldNumber: 1)
+    }
+    if self.signal != 0 {
+      try visitor.visitSingularUInt32Field(value: self.signal, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Skiff_Agent_V1_SignalContainerRequest, rhs: Skiff_Agent_V1_SignalContainerRequest) -> Bool {
+    if lhs.containerID != rhs.containerID {return false}
+    if lhs.signal != rhs.signal {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Skiff_Agent_V1_ContainerStatsResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ContainerStatsResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}memory_usage_bytes\0\u{3}memory_limit_bytes\0\u{3}memory_anon\0\u{3}memory_file\0\u{3}memory_kernel_stack\0\u{3}memory_slab\0\u{3}memory_sock\0\u{3}memory_shmem\0\u{3}memory_file_mapped\0\u{3}memory_file_dirty\0\u{3}memory_pgfault\0\u{3}memory_pgmajfault\0\u{3}memory_oom\0\u{3}memory_oom_kill\0\u{3}cpu_usage_usec\0\u{3}cpu_user_usec\0\u{3}cpu_system_usec\0\u{3}cpu_nr_periods\0\u{3}cpu_nr_throttled\0\u{3}cpu_throttled_usec\0\u{3}pids_current\0\u{3}pids_limit\0")
+
+  fileprivate class _StorageClass {
+    var _memoryUsageBytes: UInt64 = 0
+    var _memoryLimitBytes: UInt64 = 0
+    var _memoryAnon: UInt64 = 0
+    var _memoryFile: UInt64 = 0
+    var _memoryKernelStack: UInt64 = 0
+    var _memorySlab: UInt64 = 0
+    var _memorySock: UInt64 = 0
+    var _memoryShmem: UInt64 = 0
+    var _memoryFileMapped: UInt64 = 0
+    var _memoryFileDirty: UInt64 = 0
+    var _memoryPgfault: UInt64 = 0
+    var _memoryPgmajfault: UInt64 = 0
+    var _memoryOom: UInt64 = 0
+    var _memoryOomKill: UInt64 = 0
+    var _cpuUsageUsec: UInt64 = 0
+    var _cpuUserUsec: UInt64 = 0
+    var _cpuSystemUsec: UInt64 = 0
+    var _cpuNrPeriods: UInt64 = 0
+    var _cpuNrThrottled: UInt64 = 0
+    var _cpuThrottledUsec: UInt64 = 0
+    var _pidsCurrent: UInt64 = 0
+    var _pidsLimit: UInt64 = 0
+
+      // This property is used as the initial default value for new instances of the type.
+      // The type itself is protecting the reference to its storage via CoW semantics.
+      // This will force a copy to be made of this reference when the first mutation occurs;
+      // hence, it is safe to mark this as `nonisolated(unsafe)`.
+      static nonisolated(unsafe) let defaultInstance = _StorageClass()
+
+    private init() {}
+
+    init(copying source: _StorageClass) {
+      _memoryUsageBytes = source._memoryUsageBytes
+      _memoryLimitBytes = source._memoryLimitBytes
+      _memoryAnon = source._memoryAnon
+      _memoryFile = source._memoryFile
+      _memoryKernelStack = source._memoryKernelStack
+      _memorySlab = source._memorySlab
+      _memorySock = source._memorySock
+      _memoryShmem = source._memoryShmem
+      _memoryFileMapped = source._memoryFileMapped
+      _memoryFileDirty = source._memoryFileDirty
+      _memoryPgfault = source._memoryPgfault
+      _memoryPgmajfault = source._memoryPgmajfault
+      _memoryOom = source._memoryOom
+      _memoryOomKill = source._memoryOomKill
+      _cpuUsageUsec = source._cpuUsageUsec
+      _cpuUserUsec = source._cpuUserUsec
+      _cpuSystemUsec = source._cpuSystemUsec
+      _cpuNrPeriods = source._cpuNrPeriods
+      _cpuNrThrottled = source._cpuNrThrottled
+      _cpuThrottledUsec = source._cpuThrottledUsec
+      _pidsCurrent = source._pidsCurrent
+      _pidsLimit = source._pidsLimit
+    }
+  }
+
+  fileprivate mutating func _uniqueStorage() -> _StorageClass {
+    if !isKnownUniquelyReferenced(&_storage) {
+      _storage = _StorageClass(copying: _storage)
+    }
+    return _storage
+  }
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    _ = _uniqueStorage()
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      while let fieldNumber = try decoder.nextFieldNumber() {
+        // The use of inline closures is to circumvent an issue where the compiler
+        // allocates stack space for every case branch when no optimizations are
+        // enabled. https://github.com/apple/swift-protobuf/issues/1034
+        switch fieldNumber {
+        case 1: try { try decoder.decodeSingularUInt64Field(value: &_storage._memoryUsageBytes) }()
+        case 2: try { try decoder.decodeSingularUInt64Field(value: &_storage._memoryLimitBytes) }()
+        case 3: try { try decoder.decodeSingularUInt64Field(value: &_storage._memoryAnon) }()
+        case 4: try { try decoder.decodeSingularUInt64Field(value: &_storage._memoryFile) }()
+        case 5: try { try decoder.decodeSingularUInt64Field(value: &_storage._memoryKernelStack) }()
+        case 6: try { try decoder.decodeSingularUInt64Field(value: &_storage._memorySlab) }()
+        case 7: try { try decoder.decodeSingularUInt64Field(value: &_storage._memorySock) }()
+        case 8: try { try decoder.decodeSingularUInt64Field(value: &_storage._memoryShmem) }()
+        case 9: try { try decoder.decodeSingularUInt64Field(value: &_storage._memoryFileMapped) }()
+        case 10: try { try decoder.decodeSingularUInt64Field(value: &_storage._memoryFileDirty) }()
+        case 11: try { try decoder.decodeSingularUInt64Field(value: &_storage._memoryPgfault) }()
+        case 12: try { try decoder.decodeSingularUInt64Field(value: &_storage._memoryPgmajfault) }()
+        case 13: try { try decoder.decodeSingularUInt64Field(value: &_storage._memoryOom) }()
+        case 14: try { try decoder.decodeSingularUInt64Field(value: &_storage._memoryOomKill) }()
+        case 15: try { try decoder.decodeSingularUInt64Field(value: &_storage._cpuUsageUsec) }()
+        case 16: try { try decoder.decodeSingularUInt64Field(value: &_storage._cpuUserUsec) }()
+        case 17: try { try decoder.decodeSingularUInt64Field(value: &_storage._cpuSystemUsec) }()
+        case 18: try { try decoder.decodeSingularUInt64Field(value: &_storage._cpuNrPeriods) }()
+        case 19: try { try decoder.decodeSingularUInt64Field(value: &_storage._cpuNrThrottled) }()
+        case 20: try { try decoder.decodeSingularUInt64Field(value: &_storage._cpuThrottledUsec) }()
+        case 21: try { try decoder.decodeSingularUInt64Field(value: &_storage._pidsCurrent) }()
+        case 22: try { try decoder.decodeSingularUInt64Field(value: &_storage._pidsLimit) }()
+        default: break
+        }
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      if _storage._memoryUsageBytes != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._memoryUsageBytes, fieldNumber: 1)
+      }
+      if _storage._memoryLimitBytes != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._memoryLimitBytes, fieldNumber: 2)
+      }
+      if _storage._memoryAnon != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._memoryAnon, fieldNumber: 3)
+      }
+      if _storage._memoryFile != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._memoryFile, fieldNumber: 4)
+      }
+      if _storage._memoryKernelStack != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._memoryKernelStack, fieldNumber: 5)
+      }
+      if _storage._memorySlab != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._memorySlab, fieldNumber: 6)
+      }
+      if _storage._memorySock != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._memorySock, fieldNumber: 7)
+      }
+      if _storage._memoryShmem != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._memoryShmem, fieldNumber: 8)
+      }
+      if _storage._memoryFileMapped != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._memoryFileMapped, fieldNumber: 9)
+      }
+      if _storage._memoryFileDirty != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._memoryFileDirty, fieldNumber: 10)
+      }
+      if _storage._memoryPgfault != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._memoryPgfault, fieldNumber: 11)
+      }
+      if _storage._memoryPgmajfault != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._memoryPgmajfault, fieldNumber: 12)
+      }
+      if _storage._memoryOom != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._memoryOom, fieldNumber: 13)
+      }
+      if _storage._memoryOomKill != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._memoryOomKill, fieldNumber: 14)
+      }
+      if _storage._cpuUsageUsec != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._cpuUsageUsec, fieldNumber: 15)
+      }
+      if _storage._cpuUserUsec != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._cpuUserUsec, fieldNumber: 16)
+      }
+      if _storage._cpuSystemUsec != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._cpuSystemUsec, fieldNumber: 17)
+      }
+      if _storage._cpuNrPeriods != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._cpuNrPeriods, fieldNumber: 18)
+      }
+      if _storage._cpuNrThrottled != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._cpuNrThrottled, fieldNumber: 19)
+      }
+      if _storage._cpuThrottledUsec != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._cpuThrottledUsec, fieldNumber: 20)
+      }
+      if _storage._pidsCurrent != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._pidsCurrent, fieldNumber: 21)
+      }
+      if _storage._pidsLimit != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._pidsLimit, fieldNumber: 22)
+      }
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Skiff_Agent_V1_ContainerStatsResponse, rhs: Skiff_Agent_V1_ContainerStatsResponse) -> Bool {
+    if lhs._storage !== rhs._storage {
+      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
+        let _storage = _args.0
+        let rhs_storage = _args.1
+        if _storage._memoryUsageBytes != rhs_storage._memoryUsageBytes {return false}
+        if _storage._memoryLimitBytes != rhs_storage._memoryLimitBytes {return false}
+        if _storage._memoryAnon != rhs_storage._memoryAnon {return false}
+        if _storage._memoryFile != rhs_storage._memoryFile {return false}
+        if _storage._memoryKernelStack != rhs_storage._memoryKernelStack {return false}
+        if _storage._memorySlab != rhs_storage._memorySlab {return false}
+        if _storage._memorySock != rhs_storage._memorySock {return false}
+        if _storage._memoryShmem != rhs_storage._memoryShmem {return false}
+        if _storage._memoryFileMapped != rhs_storage._memoryFileMapped {return false}
+        if _storage._memoryFileDirty != rhs_storage._memoryFileDirty {return false}
+        if _storage._memoryPgfault != rhs_storage._memoryPgfault {return false}
+        if _storage._memoryPgmajfault != rhs_storage._memoryPgmajfault {return false}
+        if _storage._memoryOom != rhs_storage._memoryOom {return false}
+        if _storage._memoryOomKill != rhs_storage._memoryOomKill {return false}
+        if _storage._cpuUsageUsec != rhs_storage._cpuUsageUsec {return false}
+        if _storage._cpuUserUsec != rhs_storage._cpuUserUsec {return false}
+        if _storage._cpuSystemUsec != rhs_storage._cpuSystemUsec {return false}
+        if _storage._cpuNrPeriods != rhs_storage._cpuNrPeriods {return false}
+        if _storage._cpuNrThrottled != rhs_storage._cpuNrThrottled {return false}
+        if _storage._cpuThrottledUsec != rhs_storage._cpuThrottledUsec {return false}
+        if _storage._pidsCurrent != rhs_storage._pidsCurrent {return false}
+        if _storage._pidsLimit != rhs_storage._pidsLimit {return false}
+        return true
+      }
+      if !storagesAreEqual {return false}
+    }
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Skiff_Agent_V1_UpdateContainerRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".UpdateContainerRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}container_id\0\u{3}memory_limit_bytes\0\u{3}pids_limit\0\u{3}cpu_quota_usec\0\u{3}cpu_period_usec\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.containerID) }()
+      case 2: try { try decoder.decodeSingularInt64Field(value: &self._memoryLimitBytes) }()
+      case 3: try { try decoder.decodeSingularInt64Field(value: &self._pidsLimit) }()
+      case 4: try { try decoder.decodeSingularInt64Field(value: &self._cpuQuotaUsec) }()
+      case 5: try { try decoder.decodeSingularUInt64Field(value: &self._cpuPeriodUsec) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.containerID.isEmpty {
+      try visitor.visitSingularStringField(value: self.containerID, fieldNumber: 1)
+    }
+    try { if let v = self._memoryLimitBytes {
+      try visitor.visitSingularInt64Field(value: v, fieldNumber: 2)
+    } }()
+    try { if let v = self._pidsLimit {
+      try visitor.visitSingularInt64Field(value: v, fieldNumber: 3)
+    } }()
+    try { if let v = self._cpuQuotaUsec {
+      try visitor.visitSingularInt64Field(value: v, fieldNumber: 4)
+    } }()
+    try { if let v = self._cpuPeriodUsec {
+      try visitor.visitSingularUInt64Field(value: v, fieldNumber: 5)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Skiff_Agent_V1_UpdateContainerRequest, rhs: Skiff_Agent_V1_UpdateContainerRequest) -> Bool {
+    if lhs.containerID != rhs.containerID {return false}
+    if lhs._memoryLimitBytes != rhs._memoryLimitBytes {return false}
+    if lhs._pidsLimit != rhs._pidsLimit {return false}
+    if lhs._cpuQuotaUsec != rhs._cpuQuotaUsec {return false}
+    if lhs._cpuPeriodUsec != rhs._cpuPeriodUsec {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Skiff_Agent_V1_ContainerPidsResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ContainerPidsResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}pids\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedUInt32Field(value: &self.pids) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.pids.isEmpty {
+      try visitor.visitPackedUInt32Field(value: self.pids, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Skiff_Agent_V1_ContainerPidsResponse, rhs: Skiff_Agent_V1_ContainerPidsResponse) -> Bool {
+    if lhs.pids != rhs.pids {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

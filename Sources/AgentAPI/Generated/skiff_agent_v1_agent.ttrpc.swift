@@ -19,6 +19,16 @@ public protocol Skiff_Agent_V1_AgentService: TTRPCServiceProvider {
     func unmount(_ request: Skiff_Agent_V1_UnmountRequest, context: TTRPCServerContext) async throws -> Skiff_Agent_V1_Empty
     func dumpStacks(_ request: Skiff_Agent_V1_DumpStacksRequest, context: TTRPCServerContext) async throws -> Skiff_Agent_V1_DumpStacksResponse
     func onlineCPUs(_ request: Skiff_Agent_V1_OnlineCPUsRequest, context: TTRPCServerContext) async throws -> Skiff_Agent_V1_OnlineCPUsResponse
+    func createContainer(_ request: Skiff_Agent_V1_CreateContainerRequest, context: TTRPCServerContext) async throws -> Skiff_Agent_V1_CreateContainerResponse
+    func startContainer(_ request: Skiff_Agent_V1_ContainerRequest, context: TTRPCServerContext) async throws -> Skiff_Agent_V1_Empty
+    func execProcess(_ request: Skiff_Agent_V1_ExecProcessRequest, context: TTRPCServerContext) async throws -> Skiff_Agent_V1_ExecProcessResponse
+    func signalContainer(_ request: Skiff_Agent_V1_SignalContainerRequest, context: TTRPCServerContext) async throws -> Skiff_Agent_V1_Empty
+    func pauseContainer(_ request: Skiff_Agent_V1_ContainerRequest, context: TTRPCServerContext) async throws -> Skiff_Agent_V1_Empty
+    func resumeContainer(_ request: Skiff_Agent_V1_ContainerRequest, context: TTRPCServerContext) async throws -> Skiff_Agent_V1_Empty
+    func containerStats(_ request: Skiff_Agent_V1_ContainerRequest, context: TTRPCServerContext) async throws -> Skiff_Agent_V1_ContainerStatsResponse
+    func updateContainer(_ request: Skiff_Agent_V1_UpdateContainerRequest, context: TTRPCServerContext) async throws -> Skiff_Agent_V1_Empty
+    func containerPids(_ request: Skiff_Agent_V1_ContainerRequest, context: TTRPCServerContext) async throws -> Skiff_Agent_V1_ContainerPidsResponse
+    func deleteContainer(_ request: Skiff_Agent_V1_ContainerRequest, context: TTRPCServerContext) async throws -> Skiff_Agent_V1_Empty
 }
 
 extension Skiff_Agent_V1_AgentService {
@@ -61,6 +71,36 @@ extension Skiff_Agent_V1_AgentService {
             },
             .unary("OnlineCPUs") { (request: Skiff_Agent_V1_OnlineCPUsRequest, context) in
                 try await self.onlineCPUs(request, context: context)
+            },
+            .unary("CreateContainer") { (request: Skiff_Agent_V1_CreateContainerRequest, context) in
+                try await self.createContainer(request, context: context)
+            },
+            .unary("StartContainer") { (request: Skiff_Agent_V1_ContainerRequest, context) in
+                try await self.startContainer(request, context: context)
+            },
+            .unary("ExecProcess") { (request: Skiff_Agent_V1_ExecProcessRequest, context) in
+                try await self.execProcess(request, context: context)
+            },
+            .unary("SignalContainer") { (request: Skiff_Agent_V1_SignalContainerRequest, context) in
+                try await self.signalContainer(request, context: context)
+            },
+            .unary("PauseContainer") { (request: Skiff_Agent_V1_ContainerRequest, context) in
+                try await self.pauseContainer(request, context: context)
+            },
+            .unary("ResumeContainer") { (request: Skiff_Agent_V1_ContainerRequest, context) in
+                try await self.resumeContainer(request, context: context)
+            },
+            .unary("ContainerStats") { (request: Skiff_Agent_V1_ContainerRequest, context) in
+                try await self.containerStats(request, context: context)
+            },
+            .unary("UpdateContainer") { (request: Skiff_Agent_V1_UpdateContainerRequest, context) in
+                try await self.updateContainer(request, context: context)
+            },
+            .unary("ContainerPids") { (request: Skiff_Agent_V1_ContainerRequest, context) in
+                try await self.containerPids(request, context: context)
+            },
+            .unary("DeleteContainer") { (request: Skiff_Agent_V1_ContainerRequest, context) in
+                try await self.deleteContainer(request, context: context)
             },
         ]
     }
@@ -121,5 +161,45 @@ public struct Skiff_Agent_V1_AgentClient: Sendable {
 
     public func onlineCPUs(_ request: Skiff_Agent_V1_OnlineCPUsRequest, options: TTRPCCallOptions = TTRPCCallOptions()) async throws -> Skiff_Agent_V1_OnlineCPUsResponse {
         try await client.unary(service: Self.serviceName, method: "OnlineCPUs", request: request, options: options)
+    }
+
+    public func createContainer(_ request: Skiff_Agent_V1_CreateContainerRequest, options: TTRPCCallOptions = TTRPCCallOptions()) async throws -> Skiff_Agent_V1_CreateContainerResponse {
+        try await client.unary(service: Self.serviceName, method: "CreateContainer", request: request, options: options)
+    }
+
+    public func startContainer(_ request: Skiff_Agent_V1_ContainerRequest, options: TTRPCCallOptions = TTRPCCallOptions()) async throws -> Skiff_Agent_V1_Empty {
+        try await client.unary(service: Self.serviceName, method: "StartContainer", request: request, options: options)
+    }
+
+    public func execProcess(_ request: Skiff_Agent_V1_ExecProcessRequest, options: TTRPCCallOptions = TTRPCCallOptions()) async throws -> Skiff_Agent_V1_ExecProcessResponse {
+        try await client.unary(service: Self.serviceName, method: "ExecProcess", request: request, options: options)
+    }
+
+    public func signalContainer(_ request: Skiff_Agent_V1_SignalContainerRequest, options: TTRPCCallOptions = TTRPCCallOptions()) async throws -> Skiff_Agent_V1_Empty {
+        try await client.unary(service: Self.serviceName, method: "SignalContainer", request: request, options: options)
+    }
+
+    public func pauseContainer(_ request: Skiff_Agent_V1_ContainerRequest, options: TTRPCCallOptions = TTRPCCallOptions()) async throws -> Skiff_Agent_V1_Empty {
+        try await client.unary(service: Self.serviceName, method: "PauseContainer", request: request, options: options)
+    }
+
+    public func resumeContainer(_ request: Skiff_Agent_V1_ContainerRequest, options: TTRPCCallOptions = TTRPCCallOptions()) async throws -> Skiff_Agent_V1_Empty {
+        try await client.unary(service: Self.serviceName, method: "ResumeContainer", request: request, options: options)
+    }
+
+    public func containerStats(_ request: Skiff_Agent_V1_ContainerRequest, options: TTRPCCallOptions = TTRPCCallOptions()) async throws -> Skiff_Agent_V1_ContainerStatsResponse {
+        try await client.unary(service: Self.serviceName, method: "ContainerStats", request: request, options: options)
+    }
+
+    public func updateContainer(_ request: Skiff_Agent_V1_UpdateContainerRequest, options: TTRPCCallOptions = TTRPCCallOptions()) async throws -> Skiff_Agent_V1_Empty {
+        try await client.unary(service: Self.serviceName, method: "UpdateContainer", request: request, options: options)
+    }
+
+    public func containerPids(_ request: Skiff_Agent_V1_ContainerRequest, options: TTRPCCallOptions = TTRPCCallOptions()) async throws -> Skiff_Agent_V1_ContainerPidsResponse {
+        try await client.unary(service: Self.serviceName, method: "ContainerPids", request: request, options: options)
+    }
+
+    public func deleteContainer(_ request: Skiff_Agent_V1_ContainerRequest, options: TTRPCCallOptions = TTRPCCallOptions()) async throws -> Skiff_Agent_V1_Empty {
+        try await client.unary(service: Self.serviceName, method: "DeleteContainer", request: request, options: options)
     }
 }

@@ -15,4 +15,11 @@ int skiff_set_thread_idle_priority(void);
 int skiff_sealed_copy(const char *path);
 /// Names the calling thread (what /proc/self/task/TID/comm shows; 15 bytes at most).
 int skiff_set_thread_name(const char *name);
+/// A unix stream socket listening at `path` (an old file there is replaced): its descriptor
+/// (close-on-exec), or -errno.
+int skiff_unix_listen(const char *path);
+/// Accepts one connection on `listener` and returns the descriptor its first message carries
+/// (SCM_RIGHTS, as an OCI runtime's --console-socket sends the terminal's master), or -errno
+/// (-EINVAL once the listener was shut down).
+int skiff_accept_fd(int listener);
 #endif
