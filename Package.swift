@@ -31,7 +31,8 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "Logging", package: "swift-log"),
-            ]
+            ],
+            path: "Sources/Wire/TTRPC"
         ),
         // containerd's wire types: the task v2 service, events, mounts, cgroup metrics.
         .target(
@@ -39,7 +40,8 @@ let package = Package(
             dependencies: [
                 "TTRPC",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
-            ]
+            ],
+            path: "Sources/Wire/ContainerdAPI"
         ),
         // Skiff's own services: the diag service used by shimdiag.
         .target(
@@ -47,7 +49,8 @@ let package = Package(
             dependencies: [
                 "TTRPC",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
-            ]
+            ],
+            path: "Sources/Wire/SkiffAPI"
         ),
         // The guest agent's API (proto/skiff/agent), shared by the agent and the guest manager.
         .target(
@@ -55,7 +58,8 @@ let package = Package(
             dependencies: [
                 "TTRPC",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
-            ]
+            ],
+            path: "Sources/Wire/AgentAPI"
         ),
         // Process stdio between host and guest: many byte streams over one connection, each
         // with credit-based flow control.
@@ -64,10 +68,11 @@ let package = Package(
             dependencies: [
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
-            ]
+            ],
+            path: "Sources/Wire/StdioMux"
         ),
         // Linux calls Swift cannot make directly (finit_module, terminal ioctls).
-        .target(name: "CSkiffSys"),
+        .target(name: "CSkiffSys", path: "Sources/Support/CSkiffSys"),
         // The guest agent's logic (processes, stdio pumps, mounts, modules, guest facts),
         // kept free of Foundation so the static agent stays small; runs on a host for tests.
         .target(
@@ -78,6 +83,7 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ],
+            path: "Sources/Guest/GuestAgent",
             // Only what a file imports is visible: a stray Foundation string method would
             // otherwise link all of Foundation and ICU (some 50 MB) into the static agent.
             swiftSettings: [.enableUpcomingFeature("MemberImportVisibility")]
@@ -90,7 +96,8 @@ let package = Package(
                 "AgentAPI", "StdioMux", "TTRPC",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
-            ]
+            ],
+            path: "Sources/Managers/GuestManager"
         ),
         // One utility VM's state machine over the VM manager and the guest manager, and its
         // Plan9 sub-controller; handles file and cleanup.
@@ -99,7 +106,8 @@ let package = Package(
             dependencies: [
                 "VMManager", "GuestManager", "TTRPC",
                 .product(name: "Logging", package: "swift-log"),
-            ]
+            ],
+            path: "Sources/Controllers/VM"
         ),
         // The shim as a process: containerd's command line, the socket it derives, what
         // `start` prints, the bundle files.
@@ -108,7 +116,8 @@ let package = Package(
             dependencies: [
                 "TTRPC", "ContainerdAPI", "VMController",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
-            ]
+            ],
+            path: "Sources/Shim/ShimProcess"
         ),
         // The service layer: the pod (its VM and containers), the task service containerd
         // calls, stdio from containerd's fifos, events to containerd.
@@ -121,7 +130,8 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
-            ]
+            ],
+            path: "Sources/Shim/ShimService"
         ),
         .executableTarget(
             name: "containerd-shim-skiff-v2",
@@ -154,7 +164,8 @@ let package = Package(
             dependencies: [
                 "TTRPC",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
-            ]
+            ],
+            path: "Sources/Wire/TTRPCPeer"
         ),
         // The host side of a utility VM: the VM document and its QEMU command line, the QEMU
         // process, and QMP.
@@ -165,7 +176,8 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
-            ]
+            ],
+            path: "Sources/Managers/VMManager"
         ),
         .executableTarget(
             name: "shimdiag",
