@@ -71,6 +71,8 @@ let package = Package(
             ],
             path: "Sources/Wire/StdioMux"
         ),
+        // Leaf helpers every layer may use: the async mutex, the error type, JSON values.
+        .target(name: "SkiffSupport", path: "Sources/Support/SkiffSupport"),
         // Linux calls Swift cannot make directly (finit_module, terminal ioctls).
         .target(name: "CSkiffSys", path: "Sources/Support/CSkiffSys"),
         // The guest agent's logic (processes, stdio pumps, mounts, modules, guest facts),
@@ -104,17 +106,31 @@ let package = Package(
         .target(
             name: "VMController",
             dependencies: [
-                "VMManager", "GuestManager", "TTRPC",
+                "VMManager", "GuestManager", "AgentAPI", "StdioMux", "SkiffSupport", "TTRPC",
                 .product(name: "Logging", package: "swift-log"),
             ],
             path: "Sources/Controllers/VM"
+        ),
+        // The service layer: the pod (its VM's lifetime, its containers, events), each
+        // container (shares, guest spec, crun in the guest through the agent) and each process
+        // (one state machine for an init and an exec).
+        .target(
+            name: "PodController",
+            dependencies: [
+                "VMController", "AgentAPI", "StdioMux", "ContainerdAPI", "TTRPC", "SkiffSupport", "CSkiffSys",
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Sources/Controllers/Pod"
         ),
         // The shim as a process: containerd's command line, the socket it derives, what
         // `start` prints, the bundle files.
         .target(
             name: "ShimProcess",
             dependencies: [
-                "TTRPC", "ContainerdAPI", "VMController",
+                "TTRPC", "ContainerdAPI", "PodController", "SkiffSupport",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ],
             path: "Sources/Shim/ShimProcess"
@@ -124,8 +140,7 @@ let package = Package(
         .target(
             name: "ShimService",
             dependencies: [
-                "ShimProcess", "VMController", "VMManager", "GuestManager", "AgentAPI", "StdioMux", "ContainerdAPI", "TTRPC",
-                "CSkiffSys", "SkiffAPI",
+                "PodController", "ContainerdAPI", "SkiffAPI", "TTRPC", "SkiffSupport",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -136,7 +151,7 @@ let package = Package(
         .executableTarget(
             name: "containerd-shim-skiff-v2",
             dependencies: [
-                "ShimProcess", "ShimService", "TTRPC",
+                "ShimProcess", "ShimService", "PodController", "TTRPC",
                 .product(name: "Logging", package: "swift-log"),
             ],
             path: "cmd/containerd-shim-skiff-v2"
@@ -172,7 +187,7 @@ let package = Package(
         .target(
             name: "VMManager",
             dependencies: [
-                "CSkiffSys",
+                "CSkiffSys", "SkiffSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -227,8 +242,15 @@ let package = Package(
             name: "VMIntegrationTests",
             dependencies: ["VMController", "VMManager"]
         ),
-        .testTarget(name: "ShimProcessTests", dependencies: ["ShimProcess"]),
-        .testTarget(name: "ShimServiceTests", dependencies: ["ShimService"]),
+        .testTarget(name: "ShimProcessTests", dependencies: ["ShimProcess", "SkiffSupport"]),
+        .testTarget(
+            name: "PodControllerTests",
+            dependencies: [
+                "PodController", "VMController", "AgentAPI", "ContainerdAPI", "SkiffSupport", "TTRPC",
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         .testTarget(
             name: "ContainerdE2ETests",
             dependencies: [

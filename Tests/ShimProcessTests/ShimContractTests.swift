@@ -1,3 +1,4 @@
+import SkiffSupport
 import Testing
 @testable import ShimProcess
 
@@ -36,9 +37,9 @@ import Testing
         #expect(delete.namespace == "default" && delete.bundle == "/b" && delete.action == .delete)
         #expect(try ShimArguments(parsing: ["-v"]).version)
         #expect(try ShimArguments(parsing: ["-id", "x"]).action == .serve)
-        #expect(throws: ShimError.self) { try ShimArguments(parsing: ["-bogus"]) }
-        #expect(throws: ShimError.self) { try ShimArguments(parsing: ["-id"]) }
-        #expect(throws: ShimError.self) { try ShimArguments(parsing: ["explode"]) }
+        #expect(throws: SkiffError.self) { try ShimArguments(parsing: ["-bogus"]) }
+        #expect(throws: SkiffError.self) { try ShimArguments(parsing: ["-id"]) }
+        #expect(throws: SkiffError.self) { try ShimArguments(parsing: ["explode"]) }
     }
 
     @Test func bootstrapOutputIsTheBareAddressFor16AndJSONWhenAVersionIsAsked() {

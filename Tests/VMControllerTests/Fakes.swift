@@ -99,6 +99,7 @@ final class FakeGuest: GuestSession, @unchecked Sendable {
     }
 
     func dumpStacks() async throws -> String { "fake stacks" }
+    var channels: AgentChannels? { nil }
 
     /// CPUs the guest manages to bring online, whatever is asked (nil: all that are asked).
     var onlineLimit: Int?

@@ -151,7 +151,7 @@ import VMManager
             do {
                 try await vm.startVM(bootTimeout: .seconds(90))
                 Issue.record("a VM with a broken initrd started")
-            } catch let VMControllerError.startFailed(message, state) {
+            } catch let VMControllerError.startFailed(message, state, _) {
                 #expect(state == .invalid)
                 #expect(message.contains("console log"))
                 // The kernel said why, and the error carries it.

@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import Logging
+import PodController
 import ShimProcess
 import ShimService
 import TTRPC
@@ -64,7 +65,7 @@ case .serve:
     let logger = Logger(label: "skiff.shim")
     let ttrpcAddress = ProcessInfo.processInfo.environment["TTRPC_ADDRESS"] ?? arguments.address + ".ttrpc"
     let events = EventPublisher(address: ttrpcAddress, namespace: arguments.namespace, logger: logger)
-    let pod = Pod(events: events, logger: logger)
+    let pod = PodController(events: events, logger: logger, scope: "\(arguments.address)/\(arguments.namespace)")
     let service = TaskService(pod: pod, logger: logger, onShutdown: {
         Task {
             await events.flush()

@@ -3,6 +3,10 @@ import TTRPC
 import VMManager
 
 extension GuestConnection: GuestSession {
+    public var channels: AgentChannels? {
+        AgentChannels(agent: agent, stdio: stdio, nextStreamID: { [self] in nextStreamID() })
+    }
+
     public func run(_ args: [String], id: String, stdin: [UInt8]) async throws -> GuestCommandResult {
         let result: CommandResult = try await run(args, id: id, stdin: stdin)
         return GuestCommandResult(exitStatus: result.exitStatus, stdout: result.stdout, stderr: result.stderr)

@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import SkiffSupport
 
 /// What the Plan9 controller asks of the guest: mounts.
 public protocol Plan9Guest: Sendable {
@@ -38,9 +39,13 @@ public protocol HostMounter: Sendable {
 /// | guestMounted | no-op | unmount in guest → hostBound → unbind → forget |
 ///
 /// Host bind mounts are recorded in the VM's handles file before they are made, so cleanup
-/// after a crash finds them.
+/// after a crash finds them. `mapToGuest` and `unmapFromGuest` are serialized (one
+/// `AsyncMutex`): two containers sharing a path never interleave its steps.
 public actor Plan9Controller {
-    public struct ShareID: Hashable, Sendable { public let value: Int }
+    public struct ShareID: Hashable, Sendable {
+        public let value: Int
+        public init(value: Int) { self.value = value }
+    }
 
     enum ShareState: Equatable { case reserved, hostBound, guestMounted }
 
@@ -62,6 +67,7 @@ public actor Plan9Controller {
     private var shareRootMounted = false
     private var shares: [ShareID: Share] = [:]
     private var nextID = 0
+    private let changes = AsyncMutex()
 
     public init(shareRoot: String, tag: String, mounter: any HostMounter = LinuxHostMounter(), handles: HandlesFile?) {
         self.shareRoot = shareRoot
@@ -96,6 +102,10 @@ public actor Plan9Controller {
 
     /// Makes the share visible in the guest and returns its guest path.
     public func mapToGuest(_ id: ShareID) async throws(VMControllerError) -> String {
+        try await changes.withLock { () async throws(VMControllerError) -> String in try await map(id) }
+    }
+
+    private func map(_ id: ShareID) async throws(VMControllerError) -> String {
         guard var share = shares[id] else { throw .notFound("no share \(id.value)") }
         guard let guest else { throw .wrongState(operation: "mapping a share", state: .created) }
         if share.state == .reserved {
@@ -130,6 +140,10 @@ public actor Plan9Controller {
 
     /// Drops one reservation; the last one unmounts in the guest and unbinds on the host.
     public func unmapFromGuest(_ id: ShareID) async throws(VMControllerError) {
+        try await changes.withLock { () async throws(VMControllerError) in try await unmap(id) }
+    }
+
+    private func unmap(_ id: ShareID) async throws(VMControllerError) {
         guard var share = shares[id] else { throw .notFound("no share \(id.value)") }
         if share.references > 1 {
             share.references -= 1

@@ -1,4 +1,5 @@
 import Foundation
+import SkiffSupport
 import GuestManager
 import Glibc
 import Logging
@@ -55,8 +56,7 @@ public actor VMController {
     public private(set) var plan9: Plan9Controller?
     private var exitWatcher: Task<Void, Never>?
     private var terminatedWaiters: [CheckedContinuation<Void, Never>] = []
-    private var busy = false
-    private var busyWaiters: [CheckedContinuation<Void, Never>] = []
+    private let transitions = AsyncMutex()
 
     public init(id: String, stateDirectory: String,
                 makeHost: @escaping @Sendable (VMDocument) -> any VMHost = { QEMUVirtualMachine(document: $0) },
@@ -77,7 +77,18 @@ public actor VMController {
     /// The runtime's id for the VM (its QEMU `-name`).
     public nonisolated var runtimeID: String { "skiff-\(id)" }
 
-    public nonisolated var handlesPath: String { stateDirectory + "/handles.json" }
+    public nonisolated var handlesPath: String { Self.handlesPath(stateDirectory: stateDirectory) }
+
+    /// The handles file of the VM whose state lives in `stateDirectory`: the one place its
+    /// name is known.
+    public static func handlesPath(stateDirectory: String) -> String { stateDirectory + "/handles.json" }
+
+    /// Tears down what the handles file of a VM records (the QEMU process, sockets, host
+    /// mounts, files, the state directory), for a VM whose controller is gone (`shim delete`
+    /// after a SIGKILL). Returns the failures; none means nothing is left.
+    public static func cleanUp(stateDirectory: String) async -> [String] {
+        await HostCleanup.run(handlesFile: handlesPath(stateDirectory: stateDirectory))
+    }
 
     // MARK: Create and start
 
@@ -143,7 +154,7 @@ public actor VMController {
             } catch {
                 state = .invalid
                 logger.error("StartVM failed after the VM process started: \(error)")
-                throw .startFailed("\(error)", state: .invalid)
+                throw .startFailed("\(error)", state: .invalid, cause: error as? GuestManagerError)
             }
             state = .running
             logger.info("VM running: QEMU up after \(qemuUp), the agent answered after \(ContinuousClock.now - begun)")
@@ -315,9 +326,9 @@ public actor VMController {
         }
     }
 
-    /// The agent connection while Running, for the service layer's container processes.
-    public var agentConnection: GuestConnection? {
-        state == .running ? guest as? GuestConnection : nil
+    /// The agent's API and process stdio while Running, for the service layer's containers.
+    public var agentChannels: AgentChannels? {
+        state == .running ? guest?.channels : nil
     }
 
     /// The VM process's pid while it runs.
@@ -328,13 +339,6 @@ public actor VMController {
     // MARK: Serialization
 
     private func serialized<T>(_ body: () async throws(VMControllerError) -> T) async throws(VMControllerError) -> T {
-        if busy {
-            await withCheckedContinuation { busyWaiters.append($0) }
-        }
-        busy = true
-        defer {
-            if busyWaiters.isEmpty { busy = false } else { busyWaiters.removeFirst().resume() }
-        }
-        return try await body()
+        try await transitions.withLock(body)
     }
 }

@@ -1,4 +1,6 @@
+import AgentAPI
 import Glibc
+import StdioMux
 import VMManager
 
 /// What the VM controller needs of a VM's host side; `QEMUVirtualMachine` provides it, and
@@ -23,8 +25,25 @@ public protocol GuestAgentConnector: Sendable {
     func connect(document: VMDocument, timeout: Duration, vmExit: @escaping @Sendable () async -> String?) async throws -> any GuestSession
 }
 
+/// The guest agent's API and process stdio (both wire-level), which the service layer drives
+/// containers over while the VM runs.
+public struct AgentChannels: Sendable {
+    public let agent: Skiff_Agent_V1_AgentClient
+    public let stdio: StdioMux
+    /// A fresh stream id on `stdio`, for one of a process's streams.
+    public let nextStreamID: @Sendable () -> UInt32
+
+    public init(agent: Skiff_Agent_V1_AgentClient, stdio: StdioMux, nextStreamID: @escaping @Sendable () -> UInt32) {
+        self.agent = agent
+        self.stdio = stdio
+        self.nextStreamID = nextStreamID
+    }
+}
+
 /// What the controller (and its Plan9 sub-controller) asks of a connected guest agent.
 public protocol GuestSession: Plan9Guest {
+    /// The agent's channels for the service layer (nil for a guest that has none, as fakes).
+    var channels: AgentChannels? { get }
     func run(_ args: [String], id: String, stdin: [UInt8]) async throws -> GuestCommandResult
     func dumpStacks() async throws -> String
     /// Onlines hot-added CPUs until `wanted` are online or `timeout` passes; returns how many are.

@@ -1,3 +1,4 @@
+import GuestManager
 import TTRPC
 
 /// Everything the VM controller fails with, each case one gRPC status, so the service layer
@@ -8,8 +9,9 @@ public enum VMControllerError: Error, Sendable, Equatable, TTRPCStatusConvertibl
     /// Bad input (a relative share path, an unknown reservation).
     case invalidArgument(String)
     case notFound(String)
-    /// Starting the VM failed; `state` is where it was left.
-    case startFailed(String, state: VMState)
+    /// Starting the VM failed; `state` is where it was left, `cause` the guest connection's
+    /// failure when that is what failed (a boot timeout, a lost agent).
+    case startFailed(String, state: VMState, cause: GuestManagerError? = nil)
     /// Releasing host resources failed; the VM is Invalid until a TerminateVM succeeds.
     case cleanupFailed(String)
     /// A host or guest operation failed.
@@ -20,6 +22,7 @@ public enum VMControllerError: Error, Sendable, Equatable, TTRPCStatusConvertibl
         case .wrongState: return TTRPCStatus(.failedPrecondition, description)
         case .invalidArgument: return TTRPCStatus(.invalidArgument, description)
         case .notFound: return TTRPCStatus(.notFound, description)
+        case let .startFailed(_, _, cause?): return TTRPCStatus(cause.ttrpcStatus.code, description)
         case .startFailed, .cleanupFailed, .operationFailed: return TTRPCStatus(.internal, description)
         }
     }
@@ -28,7 +31,7 @@ public enum VMControllerError: Error, Sendable, Equatable, TTRPCStatusConvertibl
         switch self {
         case let .wrongState(operation, state): return "\(operation) is not possible while the VM is \(state)"
         case let .invalidArgument(m), let .notFound(m), let .operationFailed(m): return m
-        case let .startFailed(m, state): return "starting the VM failed (now \(state)): \(m)"
+        case let .startFailed(m, state, _): return "starting the VM failed (now \(state)): \(m)"
         case let .cleanupFailed(m): return "releasing the VM's host resources failed: \(m)"
         }
     }

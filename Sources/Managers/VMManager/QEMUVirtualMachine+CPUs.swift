@@ -1,3 +1,4 @@
+import SkiffSupport
 /// vCPU hot-add. A VM built with `maxVCPUs` starts with `vcpus` of them plugged and the rest
 /// as empty slots that QEMU lists in `query-hotpluggable-cpus`; adding one is a `device_add`
 /// of the slot's CPU type with the slot's topology properties. The guest sees an ACPI

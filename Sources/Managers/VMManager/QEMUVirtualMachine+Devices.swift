@@ -1,3 +1,4 @@
+import SkiffSupport
 /// Hot-plug primitives as plain QMP operations. The sub-controllers (SCSI, vPCI, network)
 /// decide slots and names; these only ask QEMU.
 extension QEMUVirtualMachine {
@@ -19,7 +20,7 @@ extension QEMUVirtualMachine {
     public func addSCSIDisk(id: String, node: String, controller: Int, target: Int, lun: Int) async throws(VMManagerError) {
         try await execute("device_add", [
             "driver": "scsi-hd", "id": .string(id), "drive": .string(node),
-            "bus": .string("scsi\(controller).0"), "scsi-id": .number(Double(target)), "lun": .number(Double(lun)),
+            "bus": .string("scsi\(controller).0"), "scsi-id": .integer(Int64(target)), "lun": .integer(Int64(lun)),
         ])
     }
 
@@ -81,7 +82,7 @@ extension QEMUVirtualMachine {
         guard bytes > 0, bytes <= document.memoryMiB << 20 else {
             throw .invalidConfiguration("memory target \(bytes) must be 1 to \(document.memoryMiB << 20) bytes")
         }
-        try await execute("balloon", ["value": .number(Double(bytes))])
+        try await execute("balloon", ["value": .integer(Int64(bytes))])
     }
 
     /// The guest's current memory size as the balloon sees it.

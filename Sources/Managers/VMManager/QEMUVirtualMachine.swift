@@ -1,3 +1,4 @@
+import SkiffSupport
 import Foundation
 import Glibc
 

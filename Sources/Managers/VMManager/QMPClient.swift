@@ -1,3 +1,4 @@
+import SkiffSupport
 import Foundation
 import NIOCore
 import NIOPosix
@@ -62,7 +63,7 @@ public final class QMPClient: Sendable {
     @discardableResult
     public func execute(_ command: String, _ arguments: [String: JSONValue] = [:]) async throws(VMManagerError) -> JSONValue {
         let id = state.nextID()
-        var message: [String: JSONValue] = ["execute": .string(command), "id": .number(Double(id))]
+        var message: [String: JSONValue] = ["execute": .string(command), "id": .integer(Int64(id))]
         if !arguments.isEmpty { message["arguments"] = .object(arguments) }
         let line: Data
         do {

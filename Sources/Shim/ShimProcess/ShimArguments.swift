@@ -1,3 +1,5 @@
+import SkiffSupport
+
 /// The command line containerd gives a shim, in Go's flag syntax (`-name value`, `-flag`):
 /// `-namespace NS -address ADDR -publish-binary BIN -id ID [-bundle B] [-debug] [-v] [start|delete]`.
 public struct ShimArguments: Sendable, Equatable {
@@ -15,7 +17,7 @@ public struct ShimArguments: Sendable, Equatable {
     public init() {}
 
     /// Parses `arguments` (without the program name). Unknown flags are an error, as in Go.
-    public init(parsing arguments: [String]) throws(ShimError) {
+    public init(parsing arguments: [String]) throws(SkiffError) {
         var rest = arguments[...]
         while let argument = rest.popFirst() {
             guard argument.hasPrefix("-") else {
@@ -31,7 +33,7 @@ public struct ShimArguments: Sendable, Equatable {
                 inlineValue = String(name[name.index(after: equals)...])
                 name = String(name[..<equals])
             }
-            func value() throws(ShimError) -> String {
+            func value() throws(SkiffError) -> String {
                 if let inlineValue { return inlineValue }
                 guard let next = rest.popFirst() else { throw .invalidArgument("flag -\(name) needs a value") }
                 return next

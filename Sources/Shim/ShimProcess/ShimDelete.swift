@@ -1,9 +1,10 @@
+import SkiffSupport
 import ContainerdAPI
 import Foundation
 import Glibc
 import SwiftProtobuf
 import TTRPC
-import VMController
+import PodController
 
 /// `containerd-shim-skiff-v2 ... -bundle B delete`: containerd's cleanup call, made when the
 /// shim is gone (killed, crashed) or a task failed. Tears down from durable files alone: the
@@ -19,14 +20,7 @@ public enum ShimDelete {
             .trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
         var shimAlive = false
         if !address.isEmpty { shimAlive = await answersTaskCalls(ShimSocket.socketPath(of: address), id: arguments.id) }
-        if !shimAlive, let stateDirectory = try? String(contentsOfFile: bundle.vmFile, encoding: .utf8)
-            .trimmingCharacters(in: .whitespacesAndNewlines), !stateDirectory.isEmpty {
-            failures += await HostCleanup.run(handlesFile: stateDirectory + "/handles.json")
-            if failures.isEmpty { unlink(bundle.vmFile) }
-        }
-        if umount2(bundle.rootfs, Int32(MNT_DETACH)) != 0, errno != EINVAL, errno != ENOENT {
-            failures.append("unmount \(bundle.rootfs): \(String(cString: strerror(errno)))")
-        }
+        failures += await PodCleanup.run(bundle: bundle, includingVM: !shimAlive)
         var response = Containerd_Task_V2_DeleteResponse()
         response.exitStatus = 137
         response.exitedAt = Google_Protobuf_Timestamp(date: Date())

@@ -1,10 +1,11 @@
+import PodController
+import SkiffSupport
+
 /// Where a pod's shim listens, as containerd derives it: a socket under /run/containerd/s named
 /// by the SHA-256 of `ADDRESS/NAMESPACE/GROUP`, so every container of one group (one pod)
 /// finds the same shim.
 public enum ShimSocket {
     public static let directory = "/run/containerd/s"
-    /// The bundle annotation that groups containers into one pod (and one VM).
-    public static let sandboxAnnotation = "io.kubernetes.cri.sandbox-id"
 
     /// `unix:///run/containerd/s/<hex sha256>`.
     public static func address(containerdAddress: String, namespace: String, group: String, directory: String = directory) -> String {
@@ -16,10 +17,9 @@ public enum ShimSocket {
         directory + "/" + SHA256.hex(Array("\(containerdAddress)/\(namespace)/\(group)".utf8))
     }
 
-    /// The group of a container: its sandbox annotation, else its own id.
+    /// The group of a container: its sandbox annotation, else its own id (the pod's rule).
     public static func group(id: String, annotations: [String: String]) -> String {
-        if let sandbox = annotations[sandboxAnnotation], !sandbox.isEmpty { return sandbox }
-        return id
+        PodIdentity.group(id: id, annotations: annotations)
     }
 
     /// The path of an address (`unix://` prefix removed).

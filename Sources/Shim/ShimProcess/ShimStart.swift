@@ -1,3 +1,5 @@
+import PodController
+import SkiffSupport
 import Foundation
 import Glibc
 
@@ -10,7 +12,7 @@ import Glibc
 /// `address` file and stdout gets the address, and nothing else.
 public enum ShimStart {
     public static func run(_ arguments: ShimArguments, bundle: TaskBundle, executable: String,
-                           socketDirectory: String = ShimSocket.directory) throws(ShimError) -> String {
+                           socketDirectory: String = ShimSocket.directory) throws(SkiffError) -> String {
         guard !arguments.id.isEmpty, !arguments.namespace.isEmpty, !arguments.address.isEmpty else {
             throw .invalidArgument("start needs -id, -namespace and -address")
         }
@@ -50,9 +52,9 @@ public enum ShimStart {
         } == 0
     }
 
-    static func listen(_ path: String) throws(ShimError) -> Int32 {
+    static func listen(_ path: String) throws(SkiffError) -> Int32 {
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { throw .system("socket: \(String(cString: strerror(errno)))") }
+        guard fd >= 0 else { throw .internalError("socket: \(String(cString: strerror(errno)))") }
         var address = unixAddress(path)
         let bound = withUnsafePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
@@ -60,7 +62,7 @@ public enum ShimStart {
         guard bound == 0, chmod(path, 0o600) == 0, Glibc.listen(fd, 256) == 0 else {
             let message = String(cString: strerror(errno))
             close(fd)
-            throw .system("listen on \(path): \(message)")
+            throw .internalError("listen on \(path): \(message)")
         }
         return fd
     }
@@ -74,7 +76,7 @@ public enum ShimStart {
         return address
     }
 
-    static func spawnServer(executable: String, arguments: [String], listener: Int32) throws(ShimError) {
+    static func spawnServer(executable: String, arguments: [String], listener: Int32) throws(SkiffError) {
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
@@ -90,6 +92,6 @@ public enum ShimStart {
         defer { argv.forEach { free($0) } }
         var pid: pid_t = 0
         let rc = posix_spawn(&pid, executable, &actions, &attributes, argv, environ)
-        guard rc == 0 else { throw .system("start the serving shim: \(String(cString: strerror(rc)))") }
+        guard rc == 0 else { throw .internalError("start the serving shim: \(String(cString: strerror(rc)))") }
     }
 }

@@ -1,6 +1,8 @@
 import Foundation
 import Glibc
 import Logging
+import PodController
+import SkiffSupport
 import SkiffAPI
 import TTRPC
 
@@ -8,10 +10,10 @@ import TTRPC
 /// task service: a command in the VM, the shim's and the agent's threads, the pod's tasks, a
 /// share into the VM, and the shim's pid.
 public final class DiagService: Skiff_Diag_V1_ShimDiagService, Sendable {
-    private let pod: Pod
+    private let pod: PodController
     private let logger: Logger
 
-    public init(pod: Pod, logger: Logger) {
+    public init(pod: PodController, logger: Logger) {
         self.pod = pod
         self.logger = logger
     }
@@ -22,8 +24,8 @@ public final class DiagService: Skiff_Diag_V1_ShimDiagService, Sendable {
 
     public func execInHost(_ request: Skiff_Diag_V1_ExecProcessRequest, context: TTRPCServerContext) async throws -> Skiff_Diag_V1_ExecProcessResponse {
         try await handle("ExecInHost") {
-            guard !request.terminal else { throw ServiceError.unimplemented("a terminal for shimdiag exec is not supported yet") }
-            guard request.stdin.isEmpty else { throw ServiceError.unimplemented("stdin for shimdiag exec is not supported yet") }
+            guard !request.terminal else { throw SkiffError.unimplemented("a terminal for shimdiag exec is not supported yet") }
+            guard request.stdin.isEmpty else { throw SkiffError.unimplemented("stdin for shimdiag exec is not supported yet") }
             let code = try await pod.execInVM(args: request.args, workdir: request.workdir, stdout: request.stdout, stderr: request.stderr)
             return .with { $0.exitCode = code }
         }

@@ -1,13 +1,14 @@
 import ContainerdAPI
 import Foundation
 import Logging
+import PodController
 import SwiftProtobuf
 import TTRPC
 
 /// Sends task events to containerd (`Events/Forward` on TTRPC_ADDRESS) in the order they were
 /// published: one queue, drained by one forwarder, with retries while containerd is briefly
 /// unreachable.
-public actor EventPublisher {
+public actor EventPublisher: TaskEvents {
     private let address: String
     private let namespace: String
     private let logger: Logger
@@ -23,13 +24,13 @@ public actor EventPublisher {
 
     /// Queues `event` under `topic` (for example `/tasks/exit`); the Any's type URL is the
     /// bare message name, as containerd expects.
-    public func publish<Event: SwiftProtobuf.Message>(topic: String, _ event: Event) {
+    public func publish(topic: String, _ event: any SwiftProtobuf.Message) {
         var envelope = Containerd_Services_Events_Ttrpc_V1_Envelope()
         envelope.timestamp = Google_Protobuf_Timestamp(date: Date())
         envelope.namespace = namespace
         envelope.topic = topic
         var any = Google_Protobuf_Any()
-        any.typeURL = Event.protoMessageName
+        any.typeURL = type(of: event).protoMessageName
         any.value = (try? event.serializedData()) ?? Data()
         envelope.event = any
         queue.append(envelope)

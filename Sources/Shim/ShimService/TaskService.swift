@@ -2,17 +2,20 @@ import ContainerdAPI
 import Foundation
 import Glibc
 import Logging
+import PodController
+import SkiffSupport
 import SwiftProtobuf
 import TTRPC
 
-/// containerd's Task service, served by the shim: thin handlers that log, pass the call to
-/// the pod and map errors to gRPC codes. `onShutdown` runs once Shutdown finds no task left.
+/// containerd's Task service, served by the shim: thin handlers that decode, make one call on
+/// the pod controller and let `serviceCall` map errors to gRPC codes. `onShutdown` runs once
+/// Shutdown finds no task left.
 public final class TaskService: Containerd_Task_V2_TaskService, Sendable {
-    private let pod: Pod
+    private let pod: PodController
     private let logger: Logger
     private let onShutdown: @Sendable () -> Void
 
-    public init(pod: Pod, logger: Logger, onShutdown: @escaping @Sendable () -> Void) {
+    public init(pod: PodController, logger: Logger, onShutdown: @escaping @Sendable () -> Void) {
         self.pod = pod
         self.logger = logger
         self.onShutdown = onShutdown
@@ -65,7 +68,7 @@ public final class TaskService: Containerd_Task_V2_TaskService, Sendable {
 
     public func pids(_ request: Containerd_Task_V2_PidsRequest, context: TTRPCServerContext) async throws -> Containerd_Task_V2_PidsResponse {
         try await handle("Pids", request.id) {
-            let pids = try await pod.processes(of: request.id)
+            let pids = try await pod.processes(id: request.id)
             return .with { $0.processes = pids.map { pid in .with { $0.pid = pid } } }
         }
     }
@@ -94,20 +97,22 @@ public final class TaskService: Containerd_Task_V2_TaskService, Sendable {
 
     public func pause(_ request: Containerd_Task_V2_PauseRequest, context: TTRPCServerContext) async throws -> Google_Protobuf_Empty {
         try await handle("Pause", request.id) {
-            try await pod.setFrozen(id: request.id, true)
+            try await pod.setPaused(id: request.id, true)
             return .init()
         }
     }
 
     public func resume(_ request: Containerd_Task_V2_ResumeRequest, context: TTRPCServerContext) async throws -> Google_Protobuf_Empty {
         try await handle("Resume", request.id) {
-            try await pod.setFrozen(id: request.id, false)
+            try await pod.setPaused(id: request.id, false)
             return .init()
         }
     }
 
     public func checkpoint(_ request: Containerd_Task_V2_CheckpointTaskRequest, context: TTRPCServerContext) async throws -> Google_Protobuf_Empty {
-        throw ServiceError.unimplemented("checkpointing a VM-isolated task is not supported")
+        try await handle("Checkpoint", request.id) {
+            throw SkiffError.unimplemented("checkpointing a VM-isolated task is not supported")
+        }
     }
 
     public func exec(_ request: Containerd_Task_V2_ExecProcessRequest, context: TTRPCServerContext) async throws -> Google_Protobuf_Empty {
@@ -127,9 +132,7 @@ public final class TaskService: Containerd_Task_V2_TaskService, Sendable {
 
     public func update(_ request: Containerd_Task_V2_UpdateTaskRequest, context: TTRPCServerContext) async throws -> Google_Protobuf_Empty {
         try await handle("Update", request.id) {
-            let resources = try LinuxResources.decode(request.resources)
-            try await pod.updateResources(id: request.id, memoryLimit: resources.memoryLimit, pidsLimit: resources.pidsLimit,
-                                          cpuQuota: resources.cpuQuota, cpuPeriod: resources.cpuPeriod)
+            try await pod.update(id: request.id, resources: request.resources)
             return .init()
         }
     }

@@ -4,50 +4,77 @@ import Glibc
 import NIOCore
 import NIOPosix
 import StdioMux
+import SkiffSupport
 import Synchronization
 
 /// A process's stdio between containerd's fifos (or `file://` log paths) and the stdio
 /// channel's streams. Output is written as it comes, and `finished` completes only after
 /// every byte reached the fifo, so nothing written just before an exit is lost.
-struct FifoIO: Sendable {
-    let stdin: UInt32?
-    let stdout: UInt32?
-    let stderr: UInt32?
-    let finished: Task<Void, Never>
+public struct FifoIO: Sendable {
+    /// The stream ids on the stdio channel (nil: not connected).
+    public let stdin: UInt32?
+    public let stdout: UInt32?
+    public let stderr: UInt32?
+    /// Completes once every byte of output has reached containerd.
+    public let finished: Task<Void, Never>
     private let receivers: [MuxReceiver]
     private let stdinClose: StdinClose
 
+    /// The stdin pump: containerd's fifo, opened when the process starts, and CloseIO.
     /// CloseIO: once everything already written to the stdin fifo has been sent, the stream
     /// ends, and the process reads end of file after the last byte, not before it.
     final class StdinClose: Sendable {
         let requested = Atomic<Bool>(false)
         /// The process is gone (or never started): stop reading at once.
         let stopped = Atomic<Bool>(false)
+        /// The fifo and the stream, until the pump starts.
+        let pending: Mutex<(path: String, sender: MuxSender)?>
+        init(pending: (path: String, sender: MuxSender)?) { self.pending = Mutex(pending) }
     }
 
     /// Opens the paths containerd gave and starts pumping. Empty paths stay unconnected.
-    static func start(stdin: String, stdout: String, stderr: String, terminal: Bool,
-                      mux: StdioMux, nextStream: () -> UInt32) throws(ServiceError) -> FifoIO {
+    /// With `deferStdin`, the stdin fifo is opened only by `startStdin` (at Start): `ctr`
+    /// begins copying its input as soon as the fifo has a reader, and asks for CloseIO at the
+    /// input's end only once its Create has returned, so a reader opened at Create would see
+    /// short input end before anyone can close it.
+    static func start(stdin: String, stdout: String, stderr: String, terminal: Bool, deferStdin: Bool = false,
+                      mux: StdioMux, nextStream: () -> UInt32) throws(SkiffError) -> FifoIO {
         let outFD = try open(output: stdout)
         let errFD = terminal ? nil : try open(output: stderr)
-        let inFD = try open(input: stdin)
-        let ids = (inFD.map { _ in nextStream() }, outFD.map { _ in nextStream() }, errFD.map { _ in nextStream() })
+        let ids = (stdin.isEmpty ? nil : nextStream(), outFD.map { _ in nextStream() }, errFD.map { _ in nextStream() })
         let outReceiver = ids.1.map { mux.receiver(stream: $0) }
         let errReceiver = ids.2.map { mux.receiver(stream: $0) }
-        let inSender = ids.0.map { mux.sender(stream: $0) }
-        let stdinClose = StdinClose()
+        let stdinClose = StdinClose(pending: ids.0.map { (stdin, mux.sender(stream: $0)) })
         let finished = Task {
             await withTaskGroup(of: Void.self) { group in
                 if let outFD, let outReceiver { group.addTask { await copy(outReceiver, to: outFD) } }
                 if let errFD, let errReceiver { group.addTask { await copy(errReceiver, to: errFD) } }
-                if let inFD, let inSender {
-                    // Stdin ends when the fifo's writers close it; it is not awaited for the exit.
-                    Task.detached { await copy(from: inFD, to: inSender, close: stdinClose) }
-                }
             }
         }
-        return FifoIO(stdin: ids.0, stdout: ids.1, stderr: ids.2, finished: finished,
-                      receivers: [outReceiver, errReceiver].compactMap { $0 }, stdinClose: stdinClose)
+        let io = FifoIO(stdin: ids.0, stdout: ids.1, stderr: ids.2, finished: finished,
+                        receivers: [outReceiver, errReceiver].compactMap { $0 }, stdinClose: stdinClose)
+        if !deferStdin {
+            do { try io.startStdin() } catch {
+                io.abandon()
+                throw error
+            }
+        }
+        return io
+    }
+
+    /// Opens the stdin fifo and starts copying it to the process (once; later calls do
+    /// nothing). Stdin ends when CloseIO comes or the process ends; it is not awaited for
+    /// the exit.
+    func startStdin() throws(SkiffError) {
+        guard let (path, sender) = stdinClose.pending.withLock({ pending in defer { pending = nil }; return pending }) else { return }
+        guard let inFD = try Self.open(input: path) else { return }
+        let close = stdinClose
+        Task.detached { await Self.copy(from: inFD, to: sender, close: close) }
+    }
+
+    /// A process with no stdio at all (nothing to pump; `finished` at once).
+    public static func unconnected() -> FifoIO {
+        FifoIO(stdin: nil, stdout: nil, stderr: nil, finished: Task {}, receivers: [], stdinClose: StdinClose(pending: nil))
     }
 
     /// Ends the process's stdin after what the fifo holds now (CloseIO).
@@ -65,9 +92,13 @@ struct FifoIO: Sendable {
     func abandon() {
         receivers.forEach { $0.reset() }
         stopStdin()
+        // A stdin that never started: its stream ends.
+        if let (_, sender) = stdinClose.pending.withLock({ pending in defer { pending = nil }; return pending }) {
+            Task { try? await sender.finish() }
+        }
     }
 
-    private static func open(output path: String) throws(ServiceError) -> Int32? {
+    private static func open(output path: String) throws(SkiffError) -> Int32? {
         guard !path.isEmpty else { return nil }
         let file = path.hasPrefix("file://") ? String(path.dropFirst(7)) : path
         let flags = path.hasPrefix("file://") ? O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC : O_WRONLY | O_CLOEXEC
@@ -76,7 +107,7 @@ struct FifoIO: Sendable {
         return fd
     }
 
-    private static func open(input path: String) throws(ServiceError) -> Int32? {
+    private static func open(input path: String) throws(SkiffError) -> Int32? {
         guard !path.isEmpty else { return nil }
         // Read-write so opening does not wait for a writer; end of input is signalled by
         // CloseIO (or the task's end), as containerd does it. Non-blocking: the pump polls.
@@ -95,7 +126,7 @@ struct FifoIO: Sendable {
                         let n = write(fd, raw.baseAddress! + offset, raw.count - offset)
                         if n < 0 {
                             if errno == EINTR { continue }
-                            throw ServiceError.internalError("write: \(String(cString: strerror(errno)))")
+                            throw SkiffError.internalError("write: \(String(cString: strerror(errno)))")
                         }
                         offset += n
                     }

@@ -1,5 +1,8 @@
+import ContainerdAPI
 import Foundation
-import VMManager
+import SkiffSupport
+import SwiftProtobuf
+import VMController
 
 /// What the pod's VM should be: the runtime's config file (containerd's runtime options)
 /// gives defaults, and the first container's `io.skiff.*` annotations override them. Both
@@ -10,16 +13,48 @@ public struct SandboxConfig: Sendable, Equatable {
     public var memoryMiB = 256
     public var vcpus = 1
     /// nil: probe (KVM when a real boot works, else TCG).
-    public var accelerator: VMDocument.Accelerator?
+    public var accelerator: VMOptions.Accelerator?
     public var kernel: String?
     public var initrd: String?
     public var bootTimeout: Duration = .seconds(60)
 
     public init() {}
 
+    /// The VM these settings describe.
+    public func vmOptions(imageDirectory: String?) -> VMOptions {
+        var options = VMOptions()
+        options.memoryMiB = memoryMiB
+        options.vcpus = vcpus
+        options.accelerator = accelerator
+        options.kernel = kernel
+        options.initrd = initrd
+        options.imageDirectory = imageDirectory
+        options.bootTimeout = bootTimeout
+        return options
+    }
+
+    /// The settings of the runtime's config file, when containerd's runtime options name one
+    /// (`ctr run --runtime-config-path`, or the CRI plugin's runtime options). InvalidArgument
+    /// for options of another runtime, undecodable ones, or a file that cannot be read.
+    public static func runtimeConfig(_ options: Google_Protobuf_Any) throws(SkiffError) -> SandboxConfig {
+        guard !options.typeURL.isEmpty else { return SandboxConfig() }
+        guard options.typeURL.hasSuffix("runtimeoptions.v1.Options") else {
+            throw .invalidArgument("runtime options of type \(options.typeURL) are not Skiff's (runtimeoptions.v1.Options)")
+        }
+        let decoded: Runtimeoptions_V1_Options
+        do { decoded = try Runtimeoptions_V1_Options(serializedBytes: options.value) } catch {
+            throw .invalidArgument("undecodable runtime options: \(error)", cause: error)
+        }
+        guard !decoded.configPath.isEmpty else { return SandboxConfig() }
+        guard let data = FileManager.default.contents(atPath: decoded.configPath) else {
+            throw .invalidArgument("cannot read the runtime config file \(decoded.configPath)")
+        }
+        return try SandboxConfig.from(configFile: String(decoding: data, as: UTF8.self), path: decoded.configPath)
+    }
+
     public static let prefix = "io.skiff."
 
-    public static func from(annotations: [String: String], base: SandboxConfig = SandboxConfig()) throws(ServiceError) -> SandboxConfig {
+    public static func from(annotations: [String: String], base: SandboxConfig = SandboxConfig()) throws(SkiffError) -> SandboxConfig {
         var config = base
         for (key, value) in annotations.sorted(by: { $0.key < $1.key }) where key.hasPrefix(prefix) {
             try config.set(String(key.dropFirst(prefix.count)), to: value, source: key)
@@ -29,7 +64,7 @@ public struct SandboxConfig: Sendable, Equatable {
 
     /// The runtime's config file: `name = value` lines (TOML's simple form: values may be
     /// quoted, `#` starts a comment, a `[section]` header is allowed and ignored).
-    public static func from(configFile text: String, path: String) throws(ServiceError) -> SandboxConfig {
+    public static func from(configFile text: String, path: String) throws(SkiffError) -> SandboxConfig {
         var config = SandboxConfig()
         for (number, raw) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
             var line = Substring(raw)
@@ -47,7 +82,7 @@ public struct SandboxConfig: Sendable, Equatable {
         return config
     }
 
-    private mutating func set(_ name: String, to value: String, source key: String) throws(ServiceError) {
+    private mutating func set(_ name: String, to value: String, source key: String) throws(SkiffError) {
         switch name {
         case "memory-mib":
             guard let mib = Int(value), (64...65536).contains(mib) else { throw .invalidArgument("\(key)=\(value): 64 to 65536 MiB") }
@@ -56,7 +91,7 @@ public struct SandboxConfig: Sendable, Equatable {
             guard let n = Int(value), (1...64).contains(n) else { throw .invalidArgument("\(key)=\(value): 1 to 64") }
             self.vcpus = n
         case "accel":
-            guard let accel = VMDocument.Accelerator(rawValue: value) else { throw .invalidArgument("\(key)=\(value): kvm or tcg") }
+            guard let accel = VMOptions.Accelerator(rawValue: value) else { throw .invalidArgument("\(key)=\(value): kvm or tcg") }
             self.accelerator = accel
         case "kernel":
             guard value.hasPrefix("/") else { throw .invalidArgument("\(key)=\(value): an absolute path") }

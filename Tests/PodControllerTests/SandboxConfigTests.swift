@@ -1,5 +1,6 @@
+import SkiffSupport
 import Testing
-@testable import ShimService
+@testable import PodController
 
 /// The pod's VM settings from the runtime's config file and the `io.skiff.*` annotations.
 @Suite struct SandboxConfigTests {
@@ -22,7 +23,7 @@ import Testing
         ("io.skiff.no-such-setting", "1"),
     ])
     func badOrUnknownAnnotationsAreRefused(key: String, value: String) {
-        #expect(throws: ServiceError.self) { try SandboxConfig.from(annotations: [key: value]) }
+        #expect(throws: SkiffError.self) { try SandboxConfig.from(annotations: [key: value]) }
     }
 
     @Test func theConfigFileGivesDefaultsThatAnnotationsOverride() throws {
@@ -40,9 +41,9 @@ import Testing
     }
 
     @Test func aBadConfigFileLineIsRefusedWithItsPlace() {
-        #expect(throws: ServiceError.invalidArgument("/etc/skiff.toml:2: expected name = value")) {
+        #expect(throws: SkiffError.invalidArgument("/etc/skiff.toml:2: expected name = value")) {
             try SandboxConfig.from(configFile: "vcpus = 1\nnonsense\n", path: "/etc/skiff.toml")
         }
-        #expect(throws: ServiceError.self) { try SandboxConfig.from(configFile: "colour = blue", path: "/f") }
+        #expect(throws: SkiffError.self) { try SandboxConfig.from(configFile: "colour = blue", path: "/f") }
     }
 }

@@ -1,0 +1,185 @@
+import AgentAPI
+import ContainerdAPI
+import Foundation
+import Glibc
+import Logging
+import SkiffSupport
+import SwiftProtobuf
+import VMController
+
+/// One container of the pod: what it holds on the host and in the guest, its init process
+/// and the processes Exec adds to it.
+///
+/// ## Create, and what it holds
+/// `create` takes, in this order, each a release to undo later: the rootfs mount on the host
+/// (into the bundle), the bundle shared into the VM (Plan9), each bind mount's host source
+/// shared into the VM (read-only where the mount is), the guest spec file beside config.json,
+/// and the container in the guest (`crun create`, whose init then waits for Start).
+/// A create that fails at step k undoes steps k-1…1 and throws the step's error.
+///
+/// ## Delete, resumable
+/// Delete releases in reverse order: the container in the guest (`crun delete --force`),
+/// the exec spec files, the shares, the guest spec, the rootfs mount. A release that fails
+/// stays at the top of the list and Delete throws; the next Delete resumes there. Releases
+/// that need the guest are done when the VM is already gone (its end took them along).
+///
+/// ## State
+/// The container's state is its init's (`ProcessController`): Created → Running ⇄ Paused →
+/// Stopped → Deleted. Signals, pause, stats, update and pids go to the guest agent, which
+/// works on the container's cgroup; nothing here composes shell text.
+public actor ContainerController {
+    /// What `create` took, undone in reverse by `delete`.
+    enum Release: Equatable {
+        case rootfs(String)
+        case share(Plan9Controller.ShareID)
+        case file(String)
+        case guestContainer
+    }
+
+    public nonisolated let id: String
+    public nonisolated let bundle: TaskBundle
+    /// The bundle as the guest sees it (through its share).
+    nonisolated let guestBundle: String
+    let guest: any PodGuest
+    let shares: any ContainerShares
+    let rootfs: any RootfsMounter
+    let events: any TaskEvents
+    let logger: Logger
+    /// The init process, which the agent knows by the container's id.
+    public nonisolated let initProcess: ProcessController
+    var execs: [String: ProcessController] = [:]
+    var releases: [Release]
+
+    init(id: String, bundle: TaskBundle, guestBundle: String, guest: any PodGuest, shares: any ContainerShares,
+         rootfs: any RootfsMounter, events: any TaskEvents, logger: Logger, initProcess: ProcessController, releases: [Release]) {
+        self.id = id
+        self.bundle = bundle
+        self.guestBundle = guestBundle
+        self.guest = guest
+        self.shares = shares
+        self.rootfs = rootfs
+        self.events = events
+        self.logger = logger
+        self.initProcess = initProcess
+        self.releases = releases
+    }
+
+    /// What Create needs beyond containerd's request.
+    struct Placement {
+        var guest: any PodGuest
+        var shares: any ContainerShares
+        var rootfs: any RootfsMounter
+        var events: any TaskEvents
+        var logger: Logger
+        /// Guest pids of the pod's live containers, whose namespaces a new one may join.
+        var podPids: Set<UInt32>
+    }
+
+    /// Creates the container (see the type's doc for the steps and their undoing).
+    static func create(_ request: Containerd_Task_V2_CreateTaskRequest, spec: OCISpec,
+                       in place: Placement) async throws(SkiffError) -> ContainerController {
+        let bundle = TaskBundle(path: request.bundle)
+        let terminal = spec.process?.terminal ?? false
+        var taken: [Release] = []
+        do throws(SkiffError) {
+            if !request.rootfs.isEmpty {
+                try place.rootfs.mount(request.rootfs, at: bundle.rootfs)
+                taken.append(.rootfs(bundle.rootfs))
+            }
+            let (bundleShare, guestBundle) = try await share(bundle.path, readOnly: false, with: place.shares, taken: &taken)
+            _ = bundleShare
+            var guestSources: [Int: String] = [:]
+            for mount in try GuestSpec.bindMounts(of: spec) {
+                guestSources[mount.index] = try await share(mount.source, readOnly: mount.readOnly, with: place.shares, taken: &taken).guestPath
+            }
+            let (guestSpec, dropped) = GuestSpec.make(spec, mountSources: guestSources, podPids: place.podPids)
+            for note in dropped { place.logger.info("guest spec of \(request.id): \(note)") }
+            let specPath = bundle.path + "/" + GuestSpec.fileName
+            taken.append(.file(specPath))
+            try GuestSpec.write(guestSpec, to: specPath)
+
+            let io = try place.guest.openStdio(stdin: request.stdin, stdout: request.stdout, stderr: request.stderr, terminal: terminal,
+                                               deferStdin: true)
+            let pid: UInt32
+            do throws(SkiffError) {
+                taken.append(.guestContainer)
+                pid = try await guestCall("create \(request.id) in the VM") {
+                    try await place.guest.createContainer(id: request.id, processID: request.id, bundle: guestBundle,
+                                                          config: guestBundle + "/" + GuestSpec.fileName, io: io, terminal: terminal)
+                }
+            } catch {
+                io.abandon()
+                throw error
+            }
+            let process = ProcessController(containerID: request.id, kind: .initProcess, agentID: request.id, terminal: terminal,
+                                            stdin: request.stdin, stdout: request.stdout, stderr: request.stderr, events: place.events)
+            await process.launched(pid: pid, io: io)
+            let container = ContainerController(
+                id: request.id, bundle: bundle, guestBundle: guestBundle, guest: place.guest, shares: place.shares,
+                rootfs: place.rootfs, events: place.events, logger: place.logger, initProcess: process, releases: taken)
+            await process.setOnExit { [weak container] in await container?.initExited() }
+            return container
+        } catch {
+            var remaining = taken
+            try? await release(&remaining, guest: place.guest, shares: place.shares, rootfs: place.rootfs, containerID: request.id,
+                          logger: place.logger, stopAtFailure: false)
+            throw error
+        }
+    }
+
+    /// Reserves and maps a host path into the VM; records the release as soon as it is reserved.
+    private static func share(_ hostPath: String, readOnly: Bool, with shares: any ContainerShares,
+                              taken: inout [Release]) async throws(SkiffError) -> (id: Plan9Controller.ShareID, guestPath: String) {
+        let id = try await guestCall("share \(hostPath) into the VM") { try await shares.reserve(hostPath: hostPath, readOnly: readOnly) }
+        taken.append(.share(id))
+        let guestPath = try await guestCall("share \(hostPath) into the VM") { try await shares.mapToGuest(id) }
+        return (id, guestPath)
+    }
+
+    /// Undoes `releases` from the last. With `stopAtFailure`, stops at the first that fails
+    /// (it stays, with those below it, for a retry) and throws; else logs it and goes on.
+    /// What lived in the guest counts as released when the VM or its agent is gone.
+    static func release(_ releases: inout [Release], guest: any ContainerGuest, shares: any ContainerShares,
+                        rootfs: any RootfsMounter, containerID: String, logger: Logger, stopAtFailure: Bool) async throws(SkiffError) {
+        while let last = releases.last {
+            do {
+                try await perform(last, guest: guest, shares: shares, rootfs: rootfs, containerID: containerID)
+            } catch {
+                if last.livesInTheVM, error.code == .unavailable || error.code == .notFound {
+                    logger.info("releasing \(last) of \(containerID): gone with the VM (\(error.message))")
+                } else if stopAtFailure {
+                    throw error
+                } else {
+                    logger.error("releasing \(last) of \(containerID): \(error)")
+                }
+            }
+            releases.removeLast()
+        }
+    }
+
+    private static func perform(_ release: Release, guest: any ContainerGuest, shares: any ContainerShares,
+                                rootfs: any RootfsMounter, containerID: String) async throws(SkiffError) {
+        switch release {
+        case .guestContainer:
+            try await guestCall("delete \(containerID) in the VM") { try await guest.deleteContainer(containerID) }
+        case let .share(id):
+            try await guestCall("unshare from \(containerID)") { try await shares.unmapFromGuest(id) }
+        case let .file(path):
+            if unlink(path) != 0, errno != ENOENT {
+                throw .internalError("remove \(path): \(String(cString: strerror(errno)))")
+            }
+        case let .rootfs(target):
+            try rootfs.unmount(target)
+        }
+    }
+}
+
+extension ContainerController.Release {
+    /// Held in the VM (so gone when the VM is).
+    var livesInTheVM: Bool {
+        switch self {
+        case .guestContainer, .share: return true
+        case .file, .rootfs: return false
+        }
+    }
+}

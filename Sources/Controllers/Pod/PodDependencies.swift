@@ -1,0 +1,109 @@
+import AgentAPI
+import ContainerdAPI
+import SkiffSupport
+import SwiftProtobuf
+import VMController
+
+// The narrow interfaces of the pod, container and process controllers, split into what they
+// need of the host (the VM and its shares) and of the guest (the agent). The VM controller
+// and the agent client provide them (`VMController+PodVM.swift`, `AgentGuest.swift`); tests
+// substitute fakes that fail on demand.
+
+// MARK: Host
+
+/// What the pod controller needs of its utility VM.
+public protocol PodVM: Sendable {
+    /// Where the VM keeps its state (durable intent: written into every bundle).
+    var stateDirectory: String { get }
+    func createVM(options: VMOptions) async throws
+    func startVM(bootTimeout: Duration) async throws
+    /// Idempotent: a VM that is gone or never started is no failure.
+    func terminateVM() async throws
+    /// The agent while the VM runs; nil otherwise.
+    func guest() async -> (any PodGuest)?
+    /// Host paths shared into the VM, once it exists.
+    func shares() async -> (any ContainerShares)?
+    /// The agent's threads, for diagnostics.
+    func dumpStacks() async throws -> String
+}
+
+/// Makes the pod's VM controller: `(vm id, state directory)`.
+public typealias PodVMFactory = @Sendable (_ id: String, _ stateDirectory: String) -> any PodVM
+
+/// Host files and directories shared into the VM (the Plan9 sub-controller): reserve, map to
+/// a guest path, unmap; refcounted by identical reservations.
+public protocol ContainerShares: Sendable {
+    func reserve(hostPath: String, readOnly: Bool) async throws -> Plan9Controller.ShareID
+    func mapToGuest(_ id: Plan9Controller.ShareID) async throws -> String
+    func unmapFromGuest(_ id: Plan9Controller.ShareID) async throws
+}
+
+/// Mounts containerd's rootfs mounts on the host (into the bundle, which the guest sees).
+public protocol RootfsMounter: Sendable {
+    func mount(_ mounts: [Containerd_Types_Mount], at target: String) throws(SkiffError)
+    func unmount(_ target: String) throws(SkiffError)
+}
+
+/// Where task events go (containerd's event service, through the shim's publisher): in the
+/// order they are published.
+public protocol TaskEvents: Sendable {
+    func publish(topic: String, _ event: any SwiftProtobuf.Message) async
+}
+
+// MARK: Guest
+
+/// How a process of the guest ended, as the agent reports it.
+public struct GuestExit: Sendable, Equatable {
+    /// The exit code, or 128 + the signal.
+    public var status: UInt32
+    /// Nanoseconds since the Unix epoch.
+    public var exitedAtNs: UInt64
+    /// The OOM killer ended a process of the container since the last exit reported.
+    public var oomKilled: Bool
+
+    public init(status: UInt32, exitedAtNs: UInt64, oomKilled: Bool = false) {
+        self.status = status
+        self.exitedAtNs = exitedAtNs
+        self.oomKilled = oomKilled
+    }
+}
+
+/// What the container and process controllers need of the guest agent: containers through
+/// crun, their processes, their cgroups, and the process stdio that joins containerd's fifos
+/// to the VM. Every argument is data (ids, guest paths, numbers); nothing is shell text.
+public protocol ContainerGuest: Sendable {
+    /// Opens containerd's stdio paths (fifos, or `file://` logs; empty: not connected) and
+    /// pumps them over the VM's stdio channel; with `deferStdin`, stdin only from
+    /// `FifoIO.startStdin` on (see `FifoIO.start`).
+    func openStdio(stdin: String, stdout: String, stderr: String, terminal: Bool, deferStdin: Bool) throws(SkiffError) -> FifoIO
+    /// `crun create` of the bundle's guest spec; the init's pid.
+    func createContainer(id: String, processID: String, bundle: String, config: String, io: FifoIO, terminal: Bool) async throws -> UInt32
+    func startContainer(id: String) async throws
+    /// `crun exec --detach` of the process spec at `processSpec` (a guest path); its pid.
+    func execProcess(containerID: String, processID: String, processSpec: String, io: FifoIO, terminal: Bool) async throws -> UInt32
+    /// Returns once the process has exited and its output has been drained.
+    func waitProcess(_ processID: String) async throws -> GuestExit
+    /// Forgets an exited process.
+    func deleteProcess(_ processID: String) async throws
+    func signalProcess(_ processID: String, signal: UInt32) async throws
+    /// Every process of the container's cgroup.
+    func signalContainer(_ id: String, signal: UInt32) async throws
+    func resizeProcess(_ processID: String, width: UInt32, height: UInt32) async throws
+    func pauseContainer(_ id: String) async throws
+    func resumeContainer(_ id: String) async throws
+    func containerStats(_ id: String) async throws -> Skiff_Agent_V1_ContainerStatsResponse
+    func updateContainer(_ request: Skiff_Agent_V1_UpdateContainerRequest) async throws
+    /// The container's processes, the init first.
+    func containerPids(_ id: String) async throws -> [UInt32]
+    /// `crun delete --force`; idempotent.
+    func deleteContainer(_ id: String) async throws
+}
+
+/// Everything the pod asks of its guest.
+public typealias PodGuest = ContainerGuest & DiagGuest
+
+/// What shimdiag needs of the guest beyond containers: a process in the VM itself, a mount.
+public protocol DiagGuest: Sendable {
+    func runInVM(processID: String, args: [String], workdir: String, io: FifoIO) async throws
+    func mount(source: String, target: String, readOnly: Bool) async throws
+}

@@ -1,0 +1,48 @@
+import VMManager
+
+/// What the service layer asks of a pod's VM, in its own terms; the VM controller turns it
+/// into a VM document (QEMU's command line) itself, so nothing above it knows QEMU.
+public struct VMOptions: Sendable, Equatable {
+    /// How the guest's CPU runs: KVM, or QEMU's TCG emulation.
+    public enum Accelerator: String, Sendable, Equatable { case kvm, tcg }
+
+    /// Guest RAM in MiB.
+    public var memoryMiB = 256
+    public var vcpus = 1
+    /// nil: probe (KVM when a real boot works, else TCG).
+    public var accelerator: Accelerator?
+    /// Absolute host paths overriding the guest image's kernel and initramfs.
+    public var kernel: String?
+    public var initrd: String?
+    /// Where the guest image lives (nil: `$SKIFF_GUEST_DIR` or /var/lib/skiff/guest).
+    public var imageDirectory: String?
+    /// How long the guest agent may take to answer after QEMU starts.
+    public var bootTimeout: Duration = .seconds(60)
+
+    public init() {}
+}
+
+extension VMController {
+    /// The Plan9 export every VM has: one directory of the state directory, shared under this
+    /// tag (QEMU 7.2 cannot hot-add a 9p device).
+    public static let shareTag = "skiffshare"
+
+    /// Creates the VM from `options`: finds the guest image, chooses the accelerator, and
+    /// records the VM document (see `createVM(_:)`). Throws InvalidArgument for options QEMU
+    /// cannot take or a guest image that is not there.
+    public func createVM(options: VMOptions) async throws(VMControllerError) {
+        let document: VMDocument
+        do {
+            let image = try GuestImage.locate(directory: options.imageDirectory)
+            let accelerator = await AcceleratorProbe().choose(forced: options.accelerator.map { $0 == .kvm ? .kvm : .tcg })
+            document = try VMBuilder(id: id, stateDirectory: stateDirectory,
+                                     kernel: options.kernel ?? image.kernel, initrd: options.initrd ?? image.initrd)
+                .memory(mib: options.memoryMiB).vcpus(options.vcpus).accelerator(accelerator)
+                .share(hostPath: stateDirectory + "/share", tag: Self.shareTag)
+                .build()
+        } catch {
+            throw .invalidArgument("\(error)")
+        }
+        try await createVM(document)
+    }
+}
