@@ -6,147 +6,11 @@ import Testing
 import TTRPC
 import VMManager
 
-/// A private containerd (own root, state, socket, config) with Skiff's shim on its PATH and
-/// the tests' own image imported; stopped, and checked for leftovers, at the end.
-final class PrivateContainerd: @unchecked Sendable {
-    let dir: String
-    let socket: String
-    let scripts: String
-    /// Where the shim and shimdiag were built.
-    let bin: String
-
-    init() throws {
-        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
-        scripts = root + "/scripts"
-        dir = "/tmp/skiff-cd-\(UUID().uuidString.prefix(8))"
-        // The shim is built next to this test bundle.
-        let binDirectory = URL(fileURLWithPath: try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")).deletingLastPathComponent().path
-        bin = binDirectory
-        socket = try Self.shell("\(scripts)/containerd-private start \(dir) \(binDirectory)").trimmingCharacters(in: .whitespacesAndNewlines)
-        _ = try Self.shell("\(scripts)/make-test-image \(dir)/image.tar && ctr --address \(socket) image import \(dir)/image.tar")
-    }
-
-    func stop() {
-        _ = try? Self.shell("\(scripts)/containerd-private stop \(dir)")
-    }
-
-    /// Runs `ctr` against this containerd; returns its exit status and combined output.
-    func ctr(_ arguments: String) async throws -> (status: Int32, output: String) {
-        let log = dir + "/ctr-\(UUID().uuidString.prefix(6)).out"
-        defer { unlink(log) }
-        let status = await Self.system("timeout 120 ctr --address \(socket) \(arguments) >\(log) 2>&1 </dev/null")
-        let output = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
-        return ((status >> 8) & 0xff, output)
-    }
-
-    /// Runs `shimdiag SUBCOMMAND --address (this containerd's) REST`; exit status and combined output.
-    func shimdiag(_ subcommand: String, _ rest: String) async -> (status: Int32, output: String) {
-        let log = dir + "/shimdiag-\(UUID().uuidString.prefix(6)).out"
-        defer { unlink(log) }
-        let status = await Self.system("timeout 120 \(bin)/shimdiag \(subcommand) --address \(socket) \(rest) >\(log) 2>&1 </dev/null")
-        return ((status >> 8) & 0xff, (try? String(contentsOfFile: log, encoding: .utf8)) ?? "")
-    }
-
-    /// Runs a shell command line in which `CTR` stands for `ctr` against this containerd
-    /// (for pipes into ctr, or ctr under `script` for a terminal); returns status and output.
-    func shellWithCtr(_ command: String) async -> (status: Int32, output: String) {
-        let log = dir + "/sh-\(UUID().uuidString.prefix(6)).out"
-        defer { unlink(log) }
-        let line = command.replacingOccurrences(of: "CTR", with: "ctr --address \(socket)")
-        let status = await Self.system("timeout 180 sh -c \(shellQuoted(line)) >\(log) 2>&1 </dev/null")
-        let output = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
-        return ((status >> 8) & 0xff, output)
-    }
-
-    /// system(3) on a thread of its own: a test waiting seconds for `ctr` must not hold one of
-    /// the few threads every test in the process shares.
-    static func system(_ line: String) async -> Int32 {
-        await withCheckedContinuation { continuation in
-            Thread.detachNewThread { continuation.resume(returning: Glibc.system(line)) }
-        }
-    }
-
-    /// `text` as one single-quoted shell word.
-    private func shellQuoted(_ text: String) -> String {
-        "'" + text.replacingOccurrences(of: "'", with: "'\\''") + "'"
-    }
-
-    static func shell(_ command: String) throws -> String {
-        let log = "/tmp/skiff-sh-\(UUID().uuidString.prefix(8))"
-        defer { unlink(log) }
-        let status = Glibc.system("(\(command)) >\(log) 2>&1")
-        let output = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
-        guard status == 0 else { throw ShellError(command: command, output: output) }
-        return output
-    }
-
-    struct ShellError: Error, CustomStringConvertible {
-        var command: String
-        var output: String
-        var description: String { "\(command) failed: \(output)" }
-    }
-}
-
-/// Pids of QEMU processes Skiff started for pods.
-func skiffQEMUs() -> [Int32] {
-    let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
-    return entries.compactMap(Int32.init).filter { pid in
-        guard let data = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") else { return false }
-        let args = data.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
-        guard let i = args.firstIndex(of: "-name"), i + 1 < args.count else { return false }
-        return args[i + 1].hasPrefix("skiff-pod-")
-    }
-}
-
-/// How many threads called `name` the Skiff shims serving the containerd whose files are under
-/// `dir` have; nil when no such shim runs.
-func shimThreads(of dir: String, named name: String) -> Int? {
-    let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
-    var count: Int?
-    for pid in entries.compactMap(Int32.init) {
-        guard let data = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") else { continue }
-        let args = data.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
-        guard args.first?.hasSuffix("containerd-shim-skiff-v2") == true, args.contains(where: { $0.contains(dir) }) else { continue }
-        let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task")) ?? []
-        count = (count ?? 0) + tasks.filter { task in
-            let comm = FileManager.default.contents(atPath: "/proc/\(pid)/task/\(task)/comm")
-            return comm.map { String(decoding: $0, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines) } == name
-        }.count
-    }
-    return count
-}
-
 /// `ctr run --runtime io.containerd.skiff.v2` end to end: the container runs in its own VM and
 /// behaves as under runc, and nothing is left afterwards.
 @Suite(.serialized, .timeLimit(.minutes(5))) struct CtrRunTests {
     static let image = "docker.io/library/skiff-test:latest"
     static let runtime = "--runtime io.containerd.skiff.v2"
-
-    private func withContainerd(_ body: (PrivateContainerd) async throws -> Void) async throws {
-        _ = try GuestImage.locate()
-        let containerd = try PrivateContainerd()
-        do {
-            try await body(containerd)
-        } catch {
-            containerd.stop()
-            throw error
-        }
-        containerd.stop()
-        #expect(!FileManager.default.fileExists(atPath: containerd.dir), "the private containerd's directory is left")
-        // No shim, QEMU, mount or VM state left (a shim exits right after its last Shutdown).
-        var shims = ""
-        for _ in 0..<60 {
-            shims = try PrivateContainerd.shell("pgrep -f '^[^ ]*[c]ontainerd-shim-skiff-v2( |$)' || true").trimmingCharacters(in: .whitespacesAndNewlines)
-            if shims.isEmpty { break }
-            try await Task.sleep(for: .milliseconds(50))
-        }
-        #expect(shims.isEmpty, "shims left: \(shims)")
-        #expect(skiffQEMUs().isEmpty)
-        let mounts = (try? String(contentsOfFile: "/proc/self/mounts", encoding: .utf8)) ?? ""
-        #expect(!mounts.contains("/run/skiff/pod-"))
-        let vmDirs = ((try? FileManager.default.contentsOfDirectory(atPath: "/run/skiff")) ?? []).filter { $0.hasPrefix("pod-") }
-        #expect(vmDirs.isEmpty, "VM state left: \(vmDirs)")
-    }
 
     @Test func echoPrintsInsideItsOwnVMAndTheExitCodeComesBack() async throws {
         try await withContainerd { cd in
@@ -304,15 +168,6 @@ func shimThreads(of dir: String, named name: String) -> Int? {
             _ = try await cd.ctr("task delete k1")
             #expect(try await cd.ctr("container delete k1").status == 0)
         }
-    }
-
-    private func waitUntil(_ cd: PrivateContainerd, task id: String, shows status: String) async throws {
-        for _ in 0..<200 {
-            let line = try await cd.ctr("task ls").output.split(separator: "\n").first { $0.hasPrefix(id + " ") }
-            if line?.contains(status) == true { return }
-            try await Task.sleep(for: .milliseconds(50))
-        }
-        Issue.record("task \(id) never showed \(status)")
     }
 
     @Test func pauseResumeMetricsAndAMemoryUpdate() async throws {

@@ -20,12 +20,18 @@ public enum ShimStart {
         let address = ShimSocket.address(containerdAddress: arguments.address, namespace: arguments.namespace,
                                          group: group, directory: socketDirectory)
         let path = ShimSocket.socketPath(of: address)
+        mkdir(socketDirectory, 0o711)
+        // Two containers of one pod may start at once: whoever takes the socket directory's
+        // lock first binds the socket, and the other then finds it answering (a listening
+        // socket accepts connections into its backlog before the server serves).
+        let lock = open(socketDirectory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        if lock >= 0 { while flock(lock, LOCK_EX) != 0, errno == EINTR {} }
+        defer { if lock >= 0 { close(lock) } }
         if answers(path) {
             try bundle.write(address, to: bundle.addressFile)
             return address
         }
         unlink(path)
-        mkdir(socketDirectory, 0o711)
         let listener = try listen(path)
         defer { close(listener) }
         var serveArguments = ["-namespace", arguments.namespace, "-id", arguments.id, "-address", arguments.address]
