@@ -142,8 +142,6 @@ let package = Package(
             dependencies: [
                 "PodController", "ContainerdAPI", "SkiffAPI", "TTRPC", "SkiffSupport",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
-                .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             path: "Sources/Shim/ShimService"
@@ -240,13 +238,13 @@ let package = Package(
         ),
         .testTarget(
             name: "VMIntegrationTests",
-            dependencies: ["VMController", "VMManager"]
+            dependencies: ["VMController", "VMManager", "GuestManager"]
         ),
         .testTarget(name: "ShimProcessTests", dependencies: ["ShimProcess", "SkiffSupport"]),
         .testTarget(
             name: "PodControllerTests",
             dependencies: [
-                "PodController", "VMController", "AgentAPI", "ContainerdAPI", "SkiffSupport", "TTRPC",
+                "PodController", "VMController", "GuestManager", "AgentAPI", "ContainerdAPI", "SkiffSupport", "TTRPC",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "Logging", package: "swift-log"),
             ]
