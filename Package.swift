@@ -195,7 +195,7 @@ let package = Package(
         .executableTarget(
             name: "shimdiag",
             dependencies: [
-                "ShimProcess", "SkiffAPI", "TTRPC",
+                "ShimProcess", "SkiffAPI", "TTRPC", "CSkiffSys",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             path: "cmd/shimdiag"

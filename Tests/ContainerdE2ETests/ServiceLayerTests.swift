@@ -137,4 +137,22 @@ import Testing
             }
         }
     }
+
+    @Test func shimdiagExecCarriesStdinAndATerminalIntoTheVM() async throws {
+        try await withContainerd { cd async throws in
+            #expect(try await cd.ctr("run -d \(Self.runtime) \(Self.image) d1 sleep 600").status == 0)
+            let shimdiag = "\(cd.bin)/shimdiag exec --address \(cd.socket)"
+            let piped = await cd.shellWithCtr("head -c 100000 /dev/zero | \(shimdiag) -i d1 wc -c")
+            #expect(piped.status == 0 && piped.output.trimmingCharacters(in: .whitespacesAndNewlines) == "100000", "\(piped.output)")
+            let terminal = await cd.shellWithCtr("""
+                script -qec "stty rows 33 cols 101; \(shimdiag) -t -i d1 sh -c 'tty; echo on-the-ctty > /dev/tty; stty size; exit 6'" /dev/null; echo "exit $?"
+                """)
+            #expect(terminal.output.contains("/dev/pts/"), "\(terminal.output)")
+            #expect(terminal.output.contains("on-the-ctty"), "\(terminal.output)")
+            #expect(terminal.output.contains("33 101"), "\(terminal.output)")
+            #expect(terminal.output.contains("exit 6"), "\(terminal.output)")
+            #expect(try await cd.ctr("task rm -f d1").status == 0)
+            #expect(try await cd.ctr("container rm d1").status == 0)
+        }
+    }
 }

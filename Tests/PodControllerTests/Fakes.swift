@@ -159,7 +159,10 @@ final class FakeGuest: PodGuest, Sendable {
         if initWasWaiting { exit(id, status: 137) }
     }
 
-    func runInVM(processID: String, args: [String], workdir: String, io: FifoIO) async throws { try enter("runInVM") }
+    func openDiagStdio(stdin: String, stdout: String, stderr: String, terminal: Bool) throws(SkiffError) -> FifoIO { .unconnected() }
+    func runInVM(processID: String, args: [String], workdir: String, io: FifoIO, terminal: Bool, width: UInt32, height: UInt32) async throws {
+        try enter("runInVM")
+    }
     func mount(source: String, target: String, readOnly: Bool) async throws { try enter("mount") }
 }
 

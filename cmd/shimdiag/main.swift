@@ -1,4 +1,5 @@
 import ArgumentParser
+import CSkiffSys
 import Foundation
 import Glibc
 import ShimProcess
@@ -65,6 +66,10 @@ struct Exec: AsyncParsableCommand {
     @OptionGroup var target: ShimTarget
     @Option(help: "Working directory in the VM.")
     var workdir = "/"
+    @Flag(name: [.customShort("i"), .long], help: "Send this program's stdin to the command, until it ends.")
+    var interactive = false
+    @Flag(name: [.customShort("t"), .long], help: "Run the command on a terminal of this terminal's size (raw mode here meanwhile).")
+    var tty = false
     @Argument(parsing: .captureForPassthrough, help: "The command and its arguments.")
     var command: [String] = []
 
@@ -74,28 +79,34 @@ struct Exec: AsyncParsableCommand {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("shimdiag-\(getpid())").path
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let out = dir + "/stdout", err = dir + "/stderr"
-        guard mkfifo(out, 0o600) == 0, mkfifo(err, 0o600) == 0 else {
+        let out = dir + "/stdout", err = dir + "/stderr", input = dir + "/stdin"
+        guard mkfifo(out, 0o600) == 0, tty || mkfifo(err, 0o600) == 0, !interactive || mkfifo(input, 0o600) == 0 else {
             throw ValidationError("mkfifo in \(dir): \(String(cString: strerror(errno)))")
         }
-        // Each fifo is copied by a thread of its own; opening waits for the shim's side.
-        let copiers = [(out, Int32(1)), (err, Int32(2))].map { path, target in
+        // Stdin: this side holds the fifo's writer from the start, so the shim's reader sees
+        // the end only when the copy closes it at the end of our stdin.
+        if interactive {
+            let writer = open(input, O_RDWR | O_CLOEXEC)
+            guard writer >= 0 else { throw ValidationError("open \(input): \(String(cString: strerror(errno)))") }
+            Thread { copyAll(from: 0, to: writer); close(writer) }.start()
+        }
+        var size: (rows: UInt16, cols: UInt16) = (0, 0)
+        var saved = termios()
+        let raw = tty && isatty(0) == 1 && tcgetattr(0, &saved) == 0
+        if tty { _ = skiff_get_window_size(isatty(0) == 1 ? 0 : 1, &size.rows, &size.cols) }
+        if raw {
+            var rawMode = saved
+            cfmakeraw(&rawMode)
+            tcsetattr(0, TCSANOW, &rawMode)
+        }
+        defer { if raw { tcsetattr(0, TCSANOW, &saved) } }
+        // Each output fifo is copied by a thread of its own; opening waits for the shim's side.
+        let copiers = (tty ? [(out, Int32(1))] : [(out, Int32(1)), (err, Int32(2))]).map { path, target in
             let thread = Thread {
                 let fd = open(path, O_RDONLY | O_CLOEXEC)
                 guard fd >= 0 else { return }
                 defer { close(fd) }
-                var buffer = [UInt8](repeating: 0, count: 64 << 10)
-                while true {
-                    let n = read(fd, &buffer, buffer.count)
-                    if n < 0, errno == EINTR { continue }
-                    if n <= 0 { break }
-                    var offset = 0
-                    while offset < n {
-                        let w = buffer.withUnsafeBytes { write(target, $0.baseAddress! + offset, n - offset) }
-                        if w <= 0 { return }
-                        offset += w
-                    }
-                }
+                copyAll(from: fd, to: target)
             }
             thread.start()
             return thread
@@ -105,11 +116,31 @@ struct Exec: AsyncParsableCommand {
                 $0.args = args
                 $0.workdir = workdir
                 $0.stdout = out
-                $0.stderr = err
+                if !tty { $0.stderr = err }
+                if interactive { $0.stdin = input }
+                $0.terminal = tty
+                $0.width = UInt32(size.cols)
+                $0.height = UInt32(size.rows)
             }).exitCode
         }
         while copiers.contains(where: { !$0.isFinished }) { try await Task.sleep(for: .milliseconds(5)) }
         throw ExitCode(code)
+    }
+}
+
+/// Copies `source` to `target` until the end of `source` or a failed write.
+func copyAll(from source: Int32, to target: Int32) {
+    var buffer = [UInt8](repeating: 0, count: 64 << 10)
+    while true {
+        let n = read(source, &buffer, buffer.count)
+        if n < 0, errno == EINTR { continue }
+        if n <= 0 { return }
+        var offset = 0
+        while offset < n {
+            let w = buffer.withUnsafeBytes { write(target, $0.baseAddress! + offset, n - offset) }
+            if w <= 0 { return }
+            offset += w
+        }
     }
 }
 

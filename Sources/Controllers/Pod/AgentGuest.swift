@@ -14,6 +14,11 @@ struct AgentGuest: PodGuest {
                          mux: channels.stdio, nextStream: channels.nextStreamID)
     }
 
+    func openDiagStdio(stdin: String, stdout: String, stderr: String, terminal: Bool) throws(SkiffError) -> FifoIO {
+        try FifoIO.start(stdin: stdin, stdout: stdout, stderr: stderr, terminal: terminal, stdinEndsAtEOF: true,
+                         mux: channels.stdio, nextStream: channels.nextStreamID)
+    }
+
     private static func stdio(_ io: FifoIO, terminal: Bool) -> Skiff_Agent_V1_ProcessStdio {
         .with {
             $0.terminal = terminal
@@ -91,11 +96,14 @@ struct AgentGuest: PodGuest {
         _ = try await agent.deleteContainer(.with { $0.containerID = id })
     }
 
-    func runInVM(processID: String, args: [String], workdir: String, io: FifoIO) async throws {
+    func runInVM(processID: String, args: [String], workdir: String, io: FifoIO, terminal: Bool, width: UInt32, height: UInt32) async throws {
         _ = try await agent.createProcess(.with {
             $0.id = processID
             $0.args = args
             $0.cwd = workdir
+            $0.terminal = terminal
+            $0.width = width
+            $0.height = height
             if let s = io.stdin { $0.stdinStream = s }
             if let s = io.stdout { $0.stdoutStream = s }
             if let s = io.stderr { $0.stderrStream = s }

@@ -29,7 +29,12 @@ public struct FifoIO: Sendable {
         let stopped = Atomic<Bool>(false)
         /// The fifo and the stream, until the pump starts.
         let pending: Mutex<(path: String, sender: MuxSender)?>
-        init(pending: (path: String, sender: MuxSender)?) { self.pending = Mutex(pending) }
+        /// Opened read-only: the last writer's close is the end.
+        let endsAtEOF: Bool
+        init(pending: (path: String, sender: MuxSender)?, endsAtEOF: Bool = false) {
+            self.pending = Mutex(pending)
+            self.endsAtEOF = endsAtEOF
+        }
     }
 
     /// Opens the paths containerd gave and starts pumping. Empty paths stay unconnected.
@@ -37,14 +42,17 @@ public struct FifoIO: Sendable {
     /// begins copying its input as soon as the fifo has a reader, and asks for CloseIO at the
     /// input's end only once its Create has returned, so a reader opened at Create would see
     /// short input end before anyone can close it.
+    /// With `stdinEndsAtEOF`, stdin ends when the fifo's last writer closes it (shimdiag's
+    /// way); else only CloseIO or the process's end ends it (containerd's way: its writers
+    /// come and go).
     static func start(stdin: String, stdout: String, stderr: String, terminal: Bool, deferStdin: Bool = false,
-                      mux: StdioMux, nextStream: () -> UInt32) throws(SkiffError) -> FifoIO {
+                      stdinEndsAtEOF: Bool = false, mux: StdioMux, nextStream: () -> UInt32) throws(SkiffError) -> FifoIO {
         let outFD = try open(output: stdout)
         let errFD = terminal ? nil : try open(output: stderr)
         let ids = (stdin.isEmpty ? nil : nextStream(), outFD.map { _ in nextStream() }, errFD.map { _ in nextStream() })
         let outReceiver = ids.1.map { mux.receiver(stream: $0) }
         let errReceiver = ids.2.map { mux.receiver(stream: $0) }
-        let stdinClose = StdinClose(pending: ids.0.map { (stdin, mux.sender(stream: $0)) })
+        let stdinClose = StdinClose(pending: ids.0.map { (stdin, mux.sender(stream: $0)) }, endsAtEOF: stdinEndsAtEOF)
         let finished = Task {
             await withTaskGroup(of: Void.self) { group in
                 if let outFD, let outReceiver { group.addTask { await copy(outReceiver, to: outFD) } }
@@ -67,7 +75,7 @@ public struct FifoIO: Sendable {
     /// the exit.
     func startStdin() throws(SkiffError) {
         guard let (path, sender) = stdinClose.pending.withLock({ pending in defer { pending = nil }; return pending }) else { return }
-        guard let inFD = try Self.open(input: path) else { return }
+        guard let inFD = try Self.open(input: path, endsAtEOF: stdinClose.endsAtEOF) else { return }
         let close = stdinClose
         Task.detached { await Self.copy(from: inFD, to: sender, close: close) }
     }
@@ -107,11 +115,12 @@ public struct FifoIO: Sendable {
         return fd
     }
 
-    private static func open(input path: String) throws(SkiffError) -> Int32? {
+    private static func open(input path: String, endsAtEOF: Bool) throws(SkiffError) -> Int32? {
         guard !path.isEmpty else { return nil }
         // Read-write so opening does not wait for a writer; end of input is signalled by
         // CloseIO (or the task's end), as containerd does it. Non-blocking: the pump polls.
-        let fd = Glibc.open(path, O_RDWR | O_CLOEXEC | O_NONBLOCK)
+        // Read-only when the writers' close is the end (the writer opened it first).
+        let fd = Glibc.open(path, (endsAtEOF ? O_RDONLY : O_RDWR) | O_CLOEXEC | O_NONBLOCK)
         guard fd >= 0 else { throw .invalidArgument("open \(path): \(String(cString: strerror(errno)))") }
         return fd
     }

@@ -11,15 +11,20 @@ extension PodController {
         return guest
     }
 
-    /// Runs `args` in the VM with containerd-style stdio paths (fifos or `file://`); no stdin.
-    /// Returns the exit code (128 + the signal for a killed process).
-    public func execInVM(args: [String], workdir: String, stdout: String, stderr: String) async throws(SkiffError) -> Int32 {
+    /// Runs `args` in the VM with stdio paths (fifos or `file://`; empty: none), on a terminal
+    /// of `width` x `height` if asked (its output is on stdout). Stdin ends when its writer
+    /// closes the fifo. Returns the exit code (128 + the signal for a killed process).
+    public func execInVM(args: [String], workdir: String, stdin: String = "", stdout: String, stderr: String,
+                         terminal: Bool = false, width: UInt32 = 0, height: UInt32 = 0) async throws(SkiffError) -> Int32 {
         guard !args.isEmpty else { throw .invalidArgument("exec needs a command") }
+        guard width <= UInt16.max, height <= UInt16.max else { throw .invalidArgument("terminal size \(width)x\(height) is out of range") }
         let guest = try await runningGuest()
-        let io = try guest.openStdio(stdin: "", stdout: stdout, stderr: stderr, terminal: false, deferStdin: false)
+        let io = try guest.openDiagStdio(stdin: stdin, stdout: stdout, stderr: stderr, terminal: terminal)
         let processID = "diag-\(UInt32.random(in: 0...UInt32.max))"
         do {
-            try await guestCall("run \(args[0]) in the VM") { try await guest.runInVM(processID: processID, args: args, workdir: workdir, io: io) }
+            try await guestCall("run \(args[0]) in the VM") {
+                try await guest.runInVM(processID: processID, args: args, workdir: workdir, io: io, terminal: terminal, width: width, height: height)
+            }
         } catch {
             io.abandon()
             throw error

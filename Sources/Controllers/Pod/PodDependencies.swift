@@ -76,6 +76,8 @@ public protocol ContainerGuest: Sendable {
     /// pumps them over the VM's stdio channel; with `deferStdin`, stdin only from
     /// `FifoIO.startStdin` on (see `FifoIO.start`).
     func openStdio(stdin: String, stdout: String, stderr: String, terminal: Bool, deferStdin: Bool) throws(SkiffError) -> FifoIO
+    /// The same for a command shimdiag runs in the VM: its stdin ends when the caller closes it.
+    func openDiagStdio(stdin: String, stdout: String, stderr: String, terminal: Bool) throws(SkiffError) -> FifoIO
     /// `crun create` of the bundle's guest spec; the init's pid.
     func createContainer(id: String, processID: String, bundle: String, config: String, io: FifoIO, terminal: Bool) async throws -> UInt32
     func startContainer(id: String) async throws
@@ -104,6 +106,8 @@ public typealias PodGuest = ContainerGuest & DiagGuest
 
 /// What shimdiag needs of the guest beyond containers: a process in the VM itself, a mount.
 public protocol DiagGuest: Sendable {
-    func runInVM(processID: String, args: [String], workdir: String, io: FifoIO) async throws
+    /// Starts `args` in the VM itself; with `terminal`, on a pseudo-terminal of `width` x
+    /// `height` (0: the default) that is its controlling terminal.
+    func runInVM(processID: String, args: [String], workdir: String, io: FifoIO, terminal: Bool, width: UInt32, height: UInt32) async throws
     func mount(source: String, target: String, readOnly: Bool) async throws
 }

@@ -28,7 +28,7 @@ extension SkiffError {
             code = .internal
             message = "\(error)"
         }
-        return SkiffError(code, context.map { "\($0): \(message)" } ?? message, cause: error as? any Error & Sendable)
+        return SkiffError(code, context.map { "\($0): \(message)" } ?? message, cause: error)
     }
 
     static func code(_ code: TTRPCStatus.Code) -> Code {

@@ -24,9 +24,8 @@ public final class DiagService: Skiff_Diag_V1_ShimDiagService, Sendable {
 
     public func execInHost(_ request: Skiff_Diag_V1_ExecProcessRequest, context: TTRPCServerContext) async throws -> Skiff_Diag_V1_ExecProcessResponse {
         try await handle("ExecInHost") {
-            guard !request.terminal else { throw SkiffError.unimplemented("a terminal for shimdiag exec is not supported yet") }
-            guard request.stdin.isEmpty else { throw SkiffError.unimplemented("stdin for shimdiag exec is not supported yet") }
-            let code = try await pod.execInVM(args: request.args, workdir: request.workdir, stdout: request.stdout, stderr: request.stderr)
+            let code = try await pod.execInVM(args: request.args, workdir: request.workdir, stdin: request.stdin, stdout: request.stdout,
+                                              stderr: request.stderr, terminal: request.terminal, width: request.width, height: request.height)
             return .with { $0.exitCode = code }
         }
     }

@@ -123,3 +123,11 @@ int skiff_accept_fd(int listener) {
     }
     return -EBADMSG;
 }
+
+int skiff_get_window_size(int fd, unsigned short *rows, unsigned short *cols) {
+    struct winsize ws;
+    if (ioctl(fd, TIOCGWINSZ, &ws) != 0) return -1;
+    *rows = ws.ws_row;
+    *cols = ws.ws_col;
+    return 0;
+}

@@ -12,9 +12,9 @@ public struct SkiffError: Error, Sendable, Equatable, CustomStringConvertible {
     public var code: Code
     public var message: String
     /// What went wrong below, when something did.
-    public var cause: (any Error & Sendable)?
+    public var cause: (any Error)?
 
-    public init(_ code: Code, _ message: String, cause: (any Error & Sendable)? = nil) {
+    public init(_ code: Code, _ message: String, cause: (any Error)? = nil) {
         self.code = code
         self.message = message
         self.cause = cause
@@ -27,14 +27,14 @@ public struct SkiffError: Error, Sendable, Equatable, CustomStringConvertible {
         lhs.code == rhs.code && lhs.message == rhs.message
     }
 
-    public static func invalidArgument(_ message: String, cause: (any Error & Sendable)? = nil) -> SkiffError { .init(.invalidArgument, message, cause: cause) }
-    public static func notFound(_ message: String, cause: (any Error & Sendable)? = nil) -> SkiffError { .init(.notFound, message, cause: cause) }
-    public static func alreadyExists(_ message: String, cause: (any Error & Sendable)? = nil) -> SkiffError { .init(.alreadyExists, message, cause: cause) }
-    public static func failedPrecondition(_ message: String, cause: (any Error & Sendable)? = nil) -> SkiffError { .init(.failedPrecondition, message, cause: cause) }
-    public static func deadlineExceeded(_ message: String, cause: (any Error & Sendable)? = nil) -> SkiffError { .init(.deadlineExceeded, message, cause: cause) }
-    public static func unavailable(_ message: String, cause: (any Error & Sendable)? = nil) -> SkiffError { .init(.unavailable, message, cause: cause) }
-    public static func unimplemented(_ message: String, cause: (any Error & Sendable)? = nil) -> SkiffError { .init(.unimplemented, message, cause: cause) }
-    public static func internalError(_ message: String, cause: (any Error & Sendable)? = nil) -> SkiffError { .init(.internal, message, cause: cause) }
+    public static func invalidArgument(_ message: String, cause: (any Error)? = nil) -> SkiffError { .init(.invalidArgument, message, cause: cause) }
+    public static func notFound(_ message: String, cause: (any Error)? = nil) -> SkiffError { .init(.notFound, message, cause: cause) }
+    public static func alreadyExists(_ message: String, cause: (any Error)? = nil) -> SkiffError { .init(.alreadyExists, message, cause: cause) }
+    public static func failedPrecondition(_ message: String, cause: (any Error)? = nil) -> SkiffError { .init(.failedPrecondition, message, cause: cause) }
+    public static func deadlineExceeded(_ message: String, cause: (any Error)? = nil) -> SkiffError { .init(.deadlineExceeded, message, cause: cause) }
+    public static func unavailable(_ message: String, cause: (any Error)? = nil) -> SkiffError { .init(.unavailable, message, cause: cause) }
+    public static func unimplemented(_ message: String, cause: (any Error)? = nil) -> SkiffError { .init(.unimplemented, message, cause: cause) }
+    public static func internalError(_ message: String, cause: (any Error)? = nil) -> SkiffError { .init(.internal, message, cause: cause) }
 }
 
 /// An error of a lower layer that knows which SkiffError it is.

@@ -22,4 +22,6 @@ int skiff_unix_listen(const char *path);
 /// (SCM_RIGHTS, as an OCI runtime's --console-socket sends the terminal's master), or -errno
 /// (-EINVAL once the listener was shut down).
 int skiff_accept_fd(int listener);
+/// The size of the terminal on `fd`, in rows and columns; -1 with errno if it is none.
+int skiff_get_window_size(int fd, unsigned short *rows, unsigned short *cols);
 #endif

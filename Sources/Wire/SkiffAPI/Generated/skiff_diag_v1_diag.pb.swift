@@ -45,6 +45,11 @@ public nonisolated struct Skiff_Diag_V1_ExecProcessRequest: Sendable {
 
   public var stderr: String = String()
 
+  /// With `terminal`: its initial size in columns and rows (0: the kernel's default).
+  public var width: UInt32 = 0
+
+  public var height: UInt32 = 0
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -199,7 +204,7 @@ fileprivate nonisolated let _protobuf_package = "skiff.diag.v1"
 
 nonisolated extension Skiff_Diag_V1_ExecProcessRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ExecProcessRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}args\0\u{1}workdir\0\u{1}terminal\0\u{1}stdin\0\u{1}stdout\0\u{1}stderr\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}args\0\u{1}workdir\0\u{1}terminal\0\u{1}stdin\0\u{1}stdout\0\u{1}stderr\0\u{1}width\0\u{1}height\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -213,6 +218,8 @@ nonisolated extension Skiff_Diag_V1_ExecProcessRequest: SwiftProtobuf.Message, S
       case 4: try { try decoder.decodeSingularStringField(value: &self.stdin) }()
       case 5: try { try decoder.decodeSingularStringField(value: &self.stdout) }()
       case 6: try { try decoder.decodeSingularStringField(value: &self.stderr) }()
+      case 7: try { try decoder.decodeSingularUInt32Field(value: &self.width) }()
+      case 8: try { try decoder.decodeSingularUInt32Field(value: &self.height) }()
       default: break
       }
     }
@@ -237,6 +244,12 @@ nonisolated extension Skiff_Diag_V1_ExecProcessRequest: SwiftProtobuf.Message, S
     if !self.stderr.isEmpty {
       try visitor.visitSingularStringField(value: self.stderr, fieldNumber: 6)
     }
+    if self.width != 0 {
+      try visitor.visitSingularUInt32Field(value: self.width, fieldNumber: 7)
+    }
+    if self.height != 0 {
+      try visitor.visitSingularUInt32Field(value: self.height, fieldNumber: 8)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -247,6 +260,8 @@ nonisolated extension Skiff_Diag_V1_ExecProcessRequest: SwiftProtobuf.Message, S
     if lhs.stdin != rhs.stdin {return false}
     if lhs.stdout != rhs.stdout {return false}
     if lhs.stderr != rhs.stderr {return false}
+    if lhs.width != rhs.width {return false}
+    if lhs.height != rhs.height {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
