@@ -86,11 +86,10 @@ public actor ContainerController {
                 try place.rootfs.mount(request.rootfs, at: bundle.rootfs)
                 taken.append(.rootfs(bundle.rootfs))
             }
-            let (bundleShare, guestBundle) = try await share(bundle.path, readOnly: false, with: place.shares, taken: &taken)
-            _ = bundleShare
+            let guestBundle = try await share(bundle.path, readOnly: false, with: place.shares, taken: &taken)
             var guestSources: [Int: String] = [:]
             for mount in try GuestSpec.bindMounts(of: spec) {
-                guestSources[mount.index] = try await share(mount.source, readOnly: mount.readOnly, with: place.shares, taken: &taken).guestPath
+                guestSources[mount.index] = try await share(mount.source, readOnly: mount.readOnly, with: place.shares, taken: &taken)
             }
             let (guestSpec, dropped) = GuestSpec.make(spec, mountSources: guestSources, podPids: place.podPids)
             for note in dropped { place.logger.info("guest spec of \(request.id): \(note)") }
@@ -127,13 +126,13 @@ public actor ContainerController {
         }
     }
 
-    /// Reserves and maps a host path into the VM; records the release as soon as it is reserved.
+    /// Reserves and maps a host path into the VM, recording the release as soon as it is
+    /// reserved; its guest path.
     private static func share(_ hostPath: String, readOnly: Bool, with shares: any ContainerShares,
-                              taken: inout [Release]) async throws(SkiffError) -> (id: Plan9Controller.ShareID, guestPath: String) {
+                              taken: inout [Release]) async throws(SkiffError) -> String {
         let id = try await guestCall("share \(hostPath) into the VM") { try await shares.reserve(hostPath: hostPath, readOnly: readOnly) }
         taken.append(.share(id))
-        let guestPath = try await guestCall("share \(hostPath) into the VM") { try await shares.mapToGuest(id) }
-        return (id, guestPath)
+        return try await guestCall("share \(hostPath) into the VM") { try await shares.mapToGuest(id) }
     }
 
     /// Undoes `releases` from the last. With `stopAtFailure`, stops at the first that fails

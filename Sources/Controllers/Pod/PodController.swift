@@ -83,8 +83,7 @@ public actor PodController {
                 guest: guest, shares: shares, rootfs: rootfs, events: events, logger: logger, podPids: podPids))
         } catch {
             creating.remove(request.id)
-            unlink(bundle.vmFile)
-            await terminateVMIfUnused()
+            if await terminateVMIfUnused() { unlink(bundle.vmFile) }
             throw SkiffError.wrapping(error)
         }
         containers[request.id] = container
@@ -124,12 +123,21 @@ public actor PodController {
         }
     }
 
-    /// Terminates the VM when no container uses it and no Create is under way.
-    private func terminateVMIfUnused() async {
+    /// Terminates the VM when no container uses it and no Create is under way. False when the
+    /// termination failed (the VM is Invalid: its handles file and the bundles naming it stay
+    /// for `shim delete`).
+    @discardableResult
+    private func terminateVMIfUnused() async -> Bool {
         await lifecycle.withLock {
-            guard containers.isEmpty, creating.isEmpty, let vm else { return }
-            do { try await vm.terminateVM() } catch { logger.error("terminating the VM: \(error)") }
+            guard containers.isEmpty, creating.isEmpty, let vm else { return true }
             self.vm = nil
+            do {
+                try await vm.terminateVM()
+                return true
+            } catch {
+                logger.error("terminating the VM: \(error)")
+                return false
+            }
         }
     }
 
@@ -139,8 +147,7 @@ public actor PodController {
         let begun = ContinuousClock.now
         let exit = try await container.delete()
         containers[id] = nil
-        await terminateVMIfUnused()
-        unlink(container.bundle.vmFile)
+        if await terminateVMIfUnused() { unlink(container.bundle.vmFile) }
         logger.info("deleted \(id) in \(ContinuousClock.now - begun)")
         await events.publish(topic: "/tasks/delete", Containerd_Events_TaskDelete.with {
             $0.containerID = id
