@@ -6,6 +6,10 @@ import Testing
 import TTRPC
 import VMManager
 
+/// Every end-to-end suite, one at a time: each checks at its end that no shim, QEMU or mount
+/// of Skiff's is left on the machine, which another suite running meanwhile would break.
+@Suite(.serialized) struct ContainerdE2E {}
+
 /// A private containerd (own root, state, socket, config) with Skiff's shim on its PATH and
 /// the tests' own image imported; stopped, and checked for leftovers, at the end.
 final class PrivateContainerd: @unchecked Sendable {
