@@ -106,7 +106,7 @@ let package = Package(
         .target(
             name: "VMController",
             dependencies: [
-                "VMManager", "GuestManager", "AgentAPI", "StdioMux", "SkiffSupport", "TTRPC",
+                "VMManager", "GuestManager", "AgentAPI", "StdioMux", "SkiffSupport", "CSkiffSys", "TTRPC",
                 .product(name: "Logging", package: "swift-log"),
             ],
             path: "Sources/Controllers/VM"

@@ -227,6 +227,7 @@ final class FakeVM: PodVM, Sendable {
         var failStart: (any Error)?
         var bootGate: CheckedContinuation<Void, Never>?
         var holdBoot = false
+        var networks: [String] = []
     }
     let state = Mutex(State())
 
@@ -263,6 +264,7 @@ final class FakeVM: PodVM, Sendable {
     func terminateVM() async throws {
         state.withLock { $0.terminated += 1; $0.running = false }
     }
+    func setUpNetwork(netns: String) async throws { state.withLock { $0.networks.append(netns) } }
     func guest() async -> (any PodGuest)? { state.withLock { $0.running } ? guestAgent : nil }
     func shares() async -> (any ContainerShares)? { state.withLock { $0.running } ? fakeShares : nil }
     func dumpStacks() async throws -> String { "fake" }
@@ -320,7 +322,7 @@ struct PodRig {
             mounts.append(["destination": "/m\(i)", "type": "bind", "source": source, "options": ["rbind"]])
         }
         var spec: [String: Any] = ["ociVersion": "1.0.2", "process": ["args": args, "cwd": "/"], "root": ["path": "rootfs"],
-                                   "mounts": mounts, "linux": ["namespaces": [["type": "pid"]]]]
+                                   "mounts": mounts, "linux": ["namespaces": [["type": "pid"], ["type": "network"]]]]
         if let sandbox { spec["annotations"] = ["io.kubernetes.cri.sandbox-id": sandbox] }
         try JSONSerialization.data(withJSONObject: spec).write(to: URL(fileURLWithPath: path + "/config.json"))
         return .with {

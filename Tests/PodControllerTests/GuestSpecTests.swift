@@ -28,7 +28,7 @@ import Testing
         let (guest, dropped) = GuestSpec.make(try criSpec, mountSources: [:], podPids: [42])
         let byType = Dictionary((guest.linux?.namespaces ?? []).map { ($0.type ?? "", $0.path) }, uniquingKeysWith: { a, _ in a })
         #expect(byType["ipc"] == .some("/proc/42/ns/ipc"), "a pod container's namespace is joined")
-        #expect(byType["network"] == .some(nil), "the host's CNI namespace is not in the VM")
+        #expect(byType["network"] == nil, "the pod's network is the VM's own namespace")
         #expect(byType["uts"] == .some(nil), "pid 4242 is no container of this pod")
         #expect(byType["pid"] == .some(nil))
         #expect(byType["cgroup"] == .some(nil), "a cgroup namespace, as on a cgroup v2 host")

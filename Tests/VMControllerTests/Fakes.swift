@@ -59,6 +59,8 @@ final class FakeHost: VMHost, @unchecked Sendable {
     func close() async { lock.withLock { calls.close += 1 } }
     func hostStats() async throws -> VMHostStats { VMHostStats(residentBytes: 100 << 20, cpuTime: .seconds(1)) }
     func setMemoryTarget(bytes: Int) async throws {}
+    func addNetworkInterface(id: String, tapFD: Int32, mac: String) async throws {}
+    func removeNetworkInterface(id: String) async throws {}
     var vcpus = 1
     var maxVCPUs = 4
     func setVCPUs(_ count: Int) async throws {
@@ -100,6 +102,7 @@ final class FakeGuest: GuestSession, @unchecked Sendable {
 
     func dumpStacks() async throws -> String { "fake stacks" }
     var channels: AgentChannels? { nil }
+    func configureInterface(mac: String, mtu: Int, addresses: [String], routes: [PodRoute], timeout: Duration) async throws -> String { "eth0" }
 
     /// CPUs the guest manages to bring online, whatever is asked (nil: all that are asked).
     var onlineLimit: Int?

@@ -15,6 +15,7 @@ import Testing
             "-m", "256", "-smp", "1",
             "-kernel", "/k/vmlinuz", "-initrd", "/k/initrd", "-append", "console=ttyS0 quiet panic=-1 init_on_alloc=0 cryptomgr.notests tsc=reliable no_timer_check i8042.noaux i8042.nomux i8042.nopnp i8042.dumbkbd",
             "-chardev", "socket,id=qmp,path=/run/skiff/pod1/qmp.sock,server=on,wait=off", "-mon", "chardev=qmp,mode=control",
+            "-chardev", "socket,id=qmpfd,path=/run/skiff/pod1/qmp-fd.sock,server=on,wait=off", "-mon", "chardev=qmpfd,mode=control",
             "-chardev", "file,id=console,path=/run/skiff/pod1/console.log", "-serial", "chardev:console",
             "-device", "virtio-serial-pci,id=vser0",
             "-chardev", "socket,id=agent,path=/run/skiff/pod1/agent.sock,server=on,wait=off",

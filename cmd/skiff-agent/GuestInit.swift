@@ -22,6 +22,10 @@ enum GuestInit {
                 log("mount \(m.target): \(String(cString: strerror(errno)))")
             }
         }
+        // The VM's loopback: the pod's containers share the VM's network namespace (where its
+        // NICs are), and talk to each other on localhost.
+        let lo = skiff_set_link_up("lo")
+        if lo != 0 { log("loopback up: \(String(cString: strerror(-lo)))") }
         // Hand the cgroup controllers down, so containers' cgroups can be limited and measured.
         let controllers = "+cpu +memory +pids +io"
         let fd = open("/sys/fs/cgroup/cgroup.subtree_control", O_WRONLY | O_CLOEXEC)

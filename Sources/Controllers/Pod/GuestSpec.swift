@@ -52,9 +52,11 @@ enum GuestSpec {
     ///   as containerd gives it on such a host;
     /// - a namespace to join by path is kept only when the path is `/proc/PID/ns/...` of a
     ///   container of this pod (the pids containerd knows are the guest's, so the path holds
-    ///   there); any other path, such as the network namespace the CRI plugin makes on the
-    ///   host, does not exist in the VM, and the container gets a namespace of its own, which
-    ///   the pod's later containers then join through its /proc path;
+    ///   there); any other path does not exist in the VM. A network namespace path names the
+    ///   pod's network on the host, which the network controller has made the VM's own: the
+    ///   container stays in the VM's network namespace (where the NICs are). Any other type
+    ///   gets a namespace of its own, which the pod's later containers join through its /proc
+    ///   path;
     /// - AppArmor and SELinux labels name host policy the guest does not have: the VM is the
     ///   pod's boundary;
     /// - the root is the bundle's `rootfs` (the guest sees the bundle through its share).
@@ -76,11 +78,16 @@ enum GuestSpec {
         }
         if var linux = spec.linux {
             var namespaces = linux.namespaces ?? []
-            for index in namespaces.indices {
+            for index in namespaces.indices.reversed() {
                 guard let path = namespaces[index].path else { continue }
                 if let pid = procNamespacePid(path), podPids.contains(pid) { continue }
-                namespaces[index].path = nil
-                dropped.append("\(namespaces[index].type ?? "?") namespace path \(path) (not in the VM: a new one)")
+                if namespaces[index].type == "network" {
+                    namespaces.remove(at: index)
+                    dropped.append("network namespace path \(path) (the pod's network: the VM's own namespace)")
+                } else {
+                    namespaces[index].path = nil
+                    dropped.append("\(namespaces[index].type ?? "?") namespace path \(path) (not in the VM: a new one)")
+                }
             }
             if !namespaces.contains(where: { $0.type == "cgroup" }) { namespaces.append(OCISpec.Namespace(type: "cgroup")) }
             linux.namespaces = namespaces
@@ -102,6 +109,18 @@ enum GuestSpec {
         guard FileManager.default.createFile(atPath: path, contents: data) else {
             throw .internalError("cannot write the guest spec to \(path)")
         }
+    }
+
+    /// The network namespace on the host the container asks to join, when it names one that
+    /// is not a container's of this pod: the pod's network. InvalidArgument for a spec with no
+    /// network namespace at all (the host's network, which a VM cannot give its containers).
+    static func podNetwork(of spec: OCISpec, podPids: Set<UInt32>) throws(SkiffError) -> String? {
+        guard let network = spec.linux?.namespaces?.first(where: { $0.type == "network" }) else {
+            throw .invalidArgument("the container asks for the host's network (no network namespace): containers in a VM cannot share the host's network stack")
+        }
+        guard let path = network.path else { return nil }
+        if let pid = procNamespacePid(path), podPids.contains(pid) { return nil }
+        return path
     }
 
     /// PID of a `/proc/PID/ns/TYPE` path.

@@ -79,6 +79,9 @@ public actor PodController {
             try bundle.write(vm.stateDirectory, to: bundle.vmFile)
             guard let guest = await vm.guest(), let shares = await vm.shares() else { throw SkiffError.unavailable("the VM is not running") }
             let podPids = await livePids()
+            if let netns = try GuestSpec.podNetwork(of: spec, podPids: podPids) {
+                try await guestCall("joining the pod's network \(netns)") { try await vm.setUpNetwork(netns: netns) }
+            }
             container = try await ContainerController.create(request, spec: spec, in: .init(
                 guest: guest, shares: shares, rootfs: rootfs, events: events, logger: logger, podPids: podPids))
         } catch {

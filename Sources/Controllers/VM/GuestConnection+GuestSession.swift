@@ -34,6 +34,17 @@ extension GuestConnection: GuestSession {
         })
     }
 
+    public func configureInterface(mac: String, mtu: Int, addresses: [String], routes: [PodRoute], timeout: Duration) async throws -> String {
+        let milliseconds = timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000
+        return try await agent.configureInterface(.with {
+            $0.mac = mac
+            $0.mtu = UInt32(clamping: mtu)
+            $0.addresses = addresses
+            $0.routes = routes.map { route in .with { $0.destination = route.destination; $0.gateway = route.gateway } }
+            $0.timeoutMs = UInt32(clamping: milliseconds)
+        }, options: TTRPCCallOptions(timeout: timeout + .seconds(10))).name
+    }
+
     public func unmount(target: String) async throws {
         _ = try await agent.unmount(.with {
             $0.target = target

@@ -19,6 +19,9 @@ public enum HostCleanup {
     public static func run(_ handles: VMHandles, handlesFile: String? = nil, killTimeout: Duration = .seconds(5)) async -> [String] {
         var failures: [String] = []
         if let failure = await killProcess(handles, timeout: killTimeout) { failures.append(failure) }
+        for mirror in handles.mirrors ?? [] {
+            do { try await NetnsCommand.removeIngress(netns: mirror.netns, device: mirror.device) } catch { failures.append("\(error)") }
+        }
         for mount in handles.hostMounts.reversed() {
             if umount2(mount, Int32(MNT_DETACH)) != 0, errno != EINVAL, errno != ENOENT {
                 failures.append("unmount \(mount): \(String(cString: strerror(errno)))")

@@ -7,4 +7,8 @@ extension QEMUVirtualMachine: VMHost {
     }
 
     public var processID: pid_t? { pid }
+
+    public func removeNetworkInterface(id: String) async throws {
+        try await removeNetworkInterface(id: id, timeout: .seconds(10))
+    }
 }

@@ -54,6 +54,8 @@ public actor VMController {
     private var guest: (any GuestSession)?
     private var handles: HandlesFile?
     public private(set) var plan9: Plan9Controller?
+    /// The pod's network, once the VM runs.
+    public private(set) var network: NetworkController?
     private var exitWatcher: Task<Void, Never>?
     private var terminatedWaiters: [CheckedContinuation<Void, Never>] = []
     private let transitions = AsyncMutex()
@@ -125,7 +127,7 @@ public actor VMController {
             guard state == .created, let document, let handles else { throw .wrongState(operation: "StartVM", state: state) }
             do {
                 try handles.update {
-                    $0.files += [document.qmpSocket, document.pidFile, document.consoleLog, document.qemuLog]
+                    $0.files += [document.qmpSocket, document.pidFile, document.consoleLog, document.qemuLog] + (document.qmpFDSocket.map { [$0] } ?? [])
                     if case let .virtioSerial(control, stdio) = document.agentChannel {
                         $0.files += [control.socketPath, stdio.socketPath]
                     }
@@ -142,6 +144,7 @@ public actor VMController {
                 throw .startFailed("\(error)", state: state)
             }
             self.host = host
+            network = NetworkController(host: LinuxNetworkHost(vm: host), handles: handles, logger: logger)
             startTime = Date()
             let qemuUp = ContinuousClock.now - begun
             watchExit(of: host)
@@ -151,6 +154,7 @@ public actor VMController {
                     vmExit: { [weak self] in await self?.exitDescription() })
                 self.guest = guest
                 await plan9?.attach(guest: guest)
+                await network?.attach(guest: guest)
             } catch {
                 state = .invalid
                 logger.error("StartVM failed after the VM process started: \(error)")
@@ -235,6 +239,10 @@ public actor VMController {
     private func releaseHostResources() async -> String? {
         var failures: [String] = []
         if let plan9 { failures += await plan9.releaseAll() }
+        if let network {
+            await network.attach(guest: nil)
+            failures += await network.tearDown(vmGone: true)
+        }
         if let handles {
             failures += await HostCleanup.run(handles.handles, handlesFile: failures.isEmpty ? handlesPath : nil,
                                               killTimeout: .seconds(5))

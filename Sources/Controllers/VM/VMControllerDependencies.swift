@@ -17,6 +17,10 @@ public protocol VMHost: Sendable {
     func setMemoryTarget(bytes: Int) async throws
     /// Hot-adds vCPUs until `count` are plugged (refused: fewer, or more than the maximum).
     func setVCPUs(_ count: Int) async throws
+    /// Hot-adds a virtio NIC on an open tap descriptor, with the MAC address `mac`.
+    func addNetworkInterface(id: String, tapFD: Int32, mac: String) async throws
+    /// Unplugs a NIC added so, once the guest let it go.
+    func removeNetworkInterface(id: String) async throws
     var processID: pid_t? { get async }
 }
 
@@ -41,7 +45,7 @@ public struct AgentChannels: Sendable {
 }
 
 /// What the controller (and its Plan9 sub-controller) asks of a connected guest agent.
-public protocol GuestSession: Plan9Guest {
+public protocol GuestSession: Plan9Guest, NetworkGuest {
     /// The agent's channels for the service layer (nil for a guest that has none, as fakes).
     var channels: AgentChannels? { get }
     func run(_ args: [String], id: String, stdin: [UInt8]) async throws -> GuestCommandResult

@@ -16,11 +16,24 @@ public struct VMHandles: Codable, Sendable, Equatable {
     public var files: [String] = []
     /// Directories removed (when empty) by cleanup, deepest last.
     public var directories: [String] = []
+    /// Interfaces of a pod's network namespace whose ingress carries a tc mirror into the VM,
+    /// removed by cleanup (the taps go with QEMU).
+    public var mirrors: [NetworkMirror]?
 
     public init(vmID: String, processName: String, pidFile: String) {
         self.vmID = vmID
         self.processName = processName
         self.pidFile = pidFile
+    }
+}
+
+/// A tc mirror on `device` in the network namespace at `netns`.
+public struct NetworkMirror: Codable, Sendable, Equatable {
+    public var netns: String
+    public var device: String
+    public init(netns: String, device: String) {
+        self.netns = netns
+        self.device = device
     }
 }
 

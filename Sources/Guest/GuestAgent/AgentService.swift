@@ -19,6 +19,7 @@ public final class AgentService: Skiff_Agent_V1_AgentService, Sendable {
     /// The containers crun runs, by container id.
     let containers = Mutex<[String: GuestContainer]>([:])
     let crun: CrunRunner
+    let network: NetworkConfig
     private let startedAt = ContinuousClock.now
     private let cpus: CPUOnline
     /// Modules loaded so far, reported by GuestInfo.
@@ -33,9 +34,10 @@ public final class AgentService: Skiff_Agent_V1_AgentService, Sendable {
     /// `markShareModulesLoaded()` and `markModulesLoaded()` as they come in; until then, the
     /// mounts that need them wait.
     public init(reaper: ExitReaper, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton, modulesPending: Bool = false,
-                cpus: CPUOnline = CPUOnline(), crun: CrunRunner = CrunRunner()) {
+                cpus: CPUOnline = CPUOnline(), crun: CrunRunner = CrunRunner(), network: NetworkConfig = NetworkConfig()) {
         self.reaper = reaper
         self.crun = crun
+        self.network = network
         self.cpus = cpus
         self.group = group
         sharesReady = Milestone(reached: !modulesPending)

@@ -35,6 +35,9 @@ public enum QEMUCommandLine {
         args += ["-m", "\(d.memoryMiB)", "-smp", d.maxVCPUs.map { "\(d.vcpus),maxcpus=\($0)" } ?? "\(d.vcpus)"]
         args += ["-kernel", d.kernel, "-initrd", d.initrd, "-append", d.kernelArguments.joined(separator: " ")]
         args += ["-chardev", "socket,id=qmp,path=\(d.qmpSocket),server=on,wait=off", "-mon", "chardev=qmp,mode=control"]
+        if let fdSocket = d.qmpFDSocket {
+            args += ["-chardev", "socket,id=qmpfd,path=\(fdSocket),server=on,wait=off", "-mon", "chardev=qmpfd,mode=control"]
+        }
         args += ["-chardev", "file,id=console,path=\(d.consoleLog)", "-serial", "chardev:console"]
         switch d.agentChannel {
         case let .virtioSerial(control, stdio):

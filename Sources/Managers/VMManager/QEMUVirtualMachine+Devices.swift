@@ -63,6 +63,23 @@ extension QEMUVirtualMachine {
         }
     }
 
+    /// Hot-adds a virtio NIC on an open tap descriptor (made in the pod's network namespace,
+    /// where QEMU itself is not): `getfd` passes it to QEMU and `netdev_add tap,fd=` takes it,
+    /// on the descriptor monitor; then `device_add virtio-net-pci` on a free root port. QEMU
+    /// keeps its own copy; the caller may close `tapFD` once this returns.
+    public func addNetworkInterface(id: String, tapFD: Int32, mac: String) async throws(VMManagerError) {
+        guard let fdSocket = document.qmpFDSocket else { throw .invalidConfiguration("VM \(document.id) has no descriptor monitor") }
+        try await QMPDescriptorChannel.pass(tapFD, as: "fd-\(id)", socket: fdSocket, then: "netdev_add",
+                                            ["type": "tap", "id": .string("net-\(id)"), "fd": .string("fd-\(id)"), "vhost": false])
+        do {
+            try await addOnHotplugSlot(id: id, ["driver": "virtio-net-pci", "id": .string(id),
+                                                 "netdev": .string("net-\(id)"), "mac": .string(mac)])
+        } catch {
+            _ = try? await execute("netdev_del", ["id": .string("net-\(id)")])
+            throw error
+        }
+    }
+
     /// Removes a NIC added by `addNetworkInterface`, waiting for the guest to release it.
     public func removeNetworkInterface(id: String, timeout: Duration = .seconds(10)) async throws(VMManagerError) {
         try await removeDevice(id: id, timeout: timeout)

@@ -39,6 +39,7 @@ public struct VMBuilder: Sendable {
             consoleLog: stateDirectory + "/console.log", qmpSocket: stateDirectory + "/qmp.sock",
             pidFile: stateDirectory + "/qemu.pid", qemuLog: stateDirectory + "/qemu.log", balloon: true,
             firmware: "/usr/share/qemu/qboot.rom")
+        document.qmpFDSocket = stateDirectory + "/qmp-fd.sock"
     }
 
     public func memory(mib: Int) -> VMBuilder { with { $0.memoryMiB = mib } }
@@ -77,7 +78,7 @@ public struct VMBuilder: Sendable {
                 throw .invalidConfiguration("9p tag \(share.tag.debugDescription) must be 1 to 31 bytes without ','")
             }
         }
-        for path in [d.kernel, d.initrd, d.consoleLog, d.qmpSocket, d.pidFile] + (d.sharedDirectory.map { [$0.hostPath] } ?? []) where path.contains(",") {
+        for path in [d.kernel, d.initrd, d.consoleLog, d.qmpSocket, d.pidFile] + (d.qmpFDSocket.map { [$0] } ?? []) + (d.sharedDirectory.map { [$0.hostPath] } ?? []) where path.contains(",") {
             throw .invalidConfiguration("path \(path.debugDescription) contains ',', which QEMU options cannot carry")
         }
         return d

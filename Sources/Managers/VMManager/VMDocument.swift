@@ -69,6 +69,9 @@ public struct VMDocument: Sendable, Codable, Equatable {
     public var pciHotplugSlots: Int = 4
     /// vCPUs the VM may grow to by hot-adding; nil means `vcpus` (no growth).
     public var maxVCPUs: Int?
+    /// A second QMP monitor, for the calls that pass a descriptor (getfd with SCM_RIGHTS and
+    /// the netdev_add that names it, which must share one monitor); nil: none.
+    public var qmpFDSocket: String?
 
     public init(
         id: String, memoryMiB: Int, vcpus: Int, kernel: String, initrd: String,

@@ -131,3 +131,67 @@ int skiff_get_window_size(int fd, unsigned short *rows, unsigned short *cols) {
     *cols = ws.ws_col;
     return 0;
 }
+
+#include <linux/if.h>
+#include <linux/if_tun.h>
+
+int skiff_send_with_fd(int sock, const void *data, unsigned long len, int fd) {
+    struct iovec iov = { .iov_base = (void *)data, .iov_len = len };
+    char control[CMSG_SPACE(sizeof(int))];
+    memset(control, 0, sizeof(control));
+    struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = control, .msg_controllen = sizeof(control) };
+    struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(c), &fd, sizeof(int));
+    ssize_t n;
+    do { n = sendmsg(sock, &msg, MSG_NOSIGNAL); } while (n < 0 && errno == EINTR);
+    return n < 0 ? -errno : (int)n;
+}
+
+struct tap_request { const char *netns; const char *name; int result; };
+
+static void *open_tap_thread(void *arg) {
+    struct tap_request *request = arg;
+    int ns = open(request->netns, O_RDONLY | O_CLOEXEC);
+    if (ns < 0) { request->result = -errno; return NULL; }
+    /* Only this thread enters the namespace; it ends right after. */
+    if (setns(ns, CLONE_NEWNET) != 0) { request->result = -errno; close(ns); return NULL; }
+    close(ns);
+    int fd = open("/dev/net/tun", O_RDWR | O_CLOEXEC);
+    if (fd < 0) { request->result = -errno; return NULL; }
+    struct ifreq ifr;
+    memset(&ifr, 0, sizeof(ifr));
+    ifr.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR;
+    strncpy(ifr.ifr_name, request->name, IFNAMSIZ - 1);
+    if (ioctl(fd, TUNSETIFF, &ifr) != 0) { request->result = -errno; close(fd); return NULL; }
+    request->result = fd;
+    return NULL;
+}
+
+int skiff_open_tap_in_netns(const char *netns, const char *name) {
+    if (strlen(name) >= IFNAMSIZ) return -ENAMETOOLONG;
+    struct tap_request request = { netns, name, -EIO };
+    pthread_t thread;
+    int rc = pthread_create(&thread, NULL, open_tap_thread, &request);
+    if (rc != 0) return -rc;
+    pthread_join(thread, NULL);
+    return request.result;
+}
+
+int skiff_set_link_up(const char *name) {
+    int sock = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (sock < 0) return -errno;
+    struct ifreq ifr;
+    memset(&ifr, 0, sizeof(ifr));
+    strncpy(ifr.ifr_name, name, IFNAMSIZ - 1);
+    int rc = ioctl(sock, SIOCGIFFLAGS, &ifr);
+    if (rc == 0) {
+        ifr.ifr_flags |= IFF_UP;
+        rc = ioctl(sock, SIOCSIFFLAGS, &ifr);
+    }
+    int error = rc == 0 ? 0 : errno;
+    close(sock);
+    return -error;
+}

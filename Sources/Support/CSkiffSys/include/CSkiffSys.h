@@ -24,4 +24,13 @@ int skiff_unix_listen(const char *path);
 int skiff_accept_fd(int listener);
 /// The size of the terminal on `fd`, in rows and columns; -1 with errno if it is none.
 int skiff_get_window_size(int fd, unsigned short *rows, unsigned short *cols);
+/// Sends `len` bytes of `data` on the connected unix socket `sock` with the descriptor `fd`
+/// attached (SCM_RIGHTS, as QMP's getfd takes it); bytes sent, or -errno.
+int skiff_send_with_fd(int sock, const void *data, unsigned long len, int fd);
+/// Opens (making it if there is none) the tap `name` in the network namespace at `netns`,
+/// from a thread that enters the namespace and ends: the tap's descriptor (close-on-exec,
+/// IFF_TAP | IFF_NO_PI | IFF_VNET_HDR), or -errno. The tap lives while a descriptor does.
+int skiff_open_tap_in_netns(const char *netns, const char *name);
+/// Brings the network interface `name` up (SIOCSIFFLAGS); 0 or -errno.
+int skiff_set_link_up(const char *name);
 #endif

@@ -29,6 +29,7 @@ public protocol Skiff_Agent_V1_AgentService: TTRPCServiceProvider {
     func updateContainer(_ request: Skiff_Agent_V1_UpdateContainerRequest, context: TTRPCServerContext) async throws -> Skiff_Agent_V1_Empty
     func containerPids(_ request: Skiff_Agent_V1_ContainerRequest, context: TTRPCServerContext) async throws -> Skiff_Agent_V1_ContainerPidsResponse
     func deleteContainer(_ request: Skiff_Agent_V1_ContainerRequest, context: TTRPCServerContext) async throws -> Skiff_Agent_V1_Empty
+    func configureInterface(_ request: Skiff_Agent_V1_ConfigureInterfaceRequest, context: TTRPCServerContext) async throws -> Skiff_Agent_V1_ConfigureInterfaceResponse
 }
 
 extension Skiff_Agent_V1_AgentService {
@@ -101,6 +102,9 @@ extension Skiff_Agent_V1_AgentService {
             },
             .unary("DeleteContainer") { (request: Skiff_Agent_V1_ContainerRequest, context) in
                 try await self.deleteContainer(request, context: context)
+            },
+            .unary("ConfigureInterface") { (request: Skiff_Agent_V1_ConfigureInterfaceRequest, context) in
+                try await self.configureInterface(request, context: context)
             },
         ]
     }
@@ -201,5 +205,9 @@ public struct Skiff_Agent_V1_AgentClient: Sendable {
 
     public func deleteContainer(_ request: Skiff_Agent_V1_ContainerRequest, options: TTRPCCallOptions = TTRPCCallOptions()) async throws -> Skiff_Agent_V1_Empty {
         try await client.unary(service: Self.serviceName, method: "DeleteContainer", request: request, options: options)
+    }
+
+    public func configureInterface(_ request: Skiff_Agent_V1_ConfigureInterfaceRequest, options: TTRPCCallOptions = TTRPCCallOptions()) async throws -> Skiff_Agent_V1_ConfigureInterfaceResponse {
+        try await client.unary(service: Self.serviceName, method: "ConfigureInterface", request: request, options: options)
     }
 }
