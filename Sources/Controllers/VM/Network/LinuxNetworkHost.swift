@@ -1,6 +1,7 @@
 import CSkiffSys
 import Foundation
 import Glibc
+import VMManager
 
 /// The pod's network namespace through Debian's iproute2 (`ip -j`, `tc`), run inside it by
 /// util-linux's `nsenter --net=PATH`, and the VM's NICs through its host half. Every value
@@ -49,7 +50,11 @@ struct LinuxNetworkHost: NetworkHost {
     }
 
     private func decode<T: Decodable>(_ type: T.Type, _ text: String) throws -> T {
-        try JSONDecoder().decode(type, from: Data(text.utf8))
+        do {
+            return try JSONDecoder().decode(type, from: Data(text.utf8))
+        } catch {
+            throw VMControllerError.operationFailed("iproute2's JSON did not decode (\(error)): \(text.prefix(300))")
+        }
     }
 
     /// `ip -j addr show`, the fields used.
@@ -74,14 +79,16 @@ struct LinuxNetworkHost: NetworkHost {
     }
 }
 
-/// A command run in a network namespace (`nsenter --net=PATH -- ARGS`).
+/// A command run in a network namespace (`nsenter --net=PATH -- PROGRAM ARGS`), spawned
+/// directly (no Foundation `Process`, whose run loop wants a loopback socket, which the pod's
+/// namespace, where a CRI containerd and so the shim may run, need not have up).
 enum NetnsCommand {
-    /// Its stdout; throws `.operationFailed` with its stderr when it fails.
+    /// Its output; throws `.operationFailed` with it when the command fails.
     @discardableResult
     static func run(_ netns: String, _ arguments: [String]) async throws(VMControllerError) -> String {
-        let (status, output, errors) = await execute(["nsenter", "--net=\(netns)", "--"] + arguments)
+        let (status, output) = await execute(netns, arguments)
         guard status == 0 else {
-            throw .operationFailed("\(arguments.joined(separator: " ")) in \(netns): \(errors.isEmpty ? "exit \(status)" : errors)")
+            throw .operationFailed("\(arguments.joined(separator: " ")) in \(netns): \(output.isEmpty ? "exit \(status)" : output)")
         }
         return output
     }
@@ -90,35 +97,33 @@ enum NetnsCommand {
     /// already gone is done.
     static func removeIngress(netns: String, device: String) async throws(VMControllerError) {
         guard access(netns, F_OK) == 0 else { return }
-        let (status, _, errors) = await execute(["nsenter", "--net=\(netns)", "--", "tc", "qdisc", "del", "dev", device, "ingress"])
+        let (status, output) = await execute(netns, ["tc", "qdisc", "del", "dev", device, "ingress"])
         let gone = ["Cannot find device", "No such file", "Invalid handle", "Cannot delete qdisc with handle of zero", "does not exist"]
-        guard status == 0 || gone.contains(where: { errors.contains($0) }) else {
-            throw .operationFailed("tc qdisc del dev \(device) ingress in \(netns): \(errors)")
+        guard status == 0 || gone.contains(where: { output.contains($0) }) else {
+            throw .operationFailed("tc qdisc del dev \(device) ingress in \(netns): \(output)")
         }
     }
 
-    /// Runs `arguments` (found on PATH) to the end: status, stdout, stderr.
-    static func execute(_ arguments: [String]) async -> (Int32, String, String) {
-        await withCheckedContinuation { continuation in
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-            process.arguments = arguments
-            let out = Pipe(), err = Pipe()
-            process.standardOutput = out
-            process.standardError = err
-            process.standardInput = FileHandle.nullDevice
-            do { try process.run() } catch {
-                continuation.resume(returning: (127, "", "\(error)"))
-                return
-            }
-            // Read both before waiting: a full pipe would stall the command.
-            Thread.detachNewThread {
-                let output = out.fileHandleForReading.readDataToEndOfFile()
-                let errors = err.fileHandleForReading.readDataToEndOfFile()
-                process.waitUntilExit()
-                continuation.resume(returning: (process.terminationStatus, String(decoding: output, as: UTF8.self),
-                                                String(decoding: errors, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)))
-            }
+    /// Runs `program arguments` in `netns` to the end: its status and its output (stdout and
+    /// stderr together). The program is iproute2's, found in the usual system directories.
+    static func execute(_ netns: String, _ arguments: [String]) async -> (Int32, String) {
+        guard let program = arguments.first, let path = locate(program), let nsenter = locate("nsenter") else {
+            return (127, "\(arguments.first ?? "") or nsenter not found")
         }
+        let log = "/tmp/skiff-netns-\(getpid())-\(UInt64.random(in: 0...UInt64.max)).out"
+        defer { unlink(log) }
+        let child: ChildProcess
+        do {
+            child = try ChildProcess.spawn(nsenter, arguments: ["--net=\(netns)", "--", path] + arguments.dropFirst(), outputLog: log)
+        } catch {
+            return (127, "\(error)")
+        }
+        let status = await child.wait()
+        let output = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+        return (status.code, output.trimmingCharacters(in: .whitespacesAndNewlines))
+    }
+
+    static func locate(_ program: String) -> String? {
+        ["/usr/sbin", "/sbin", "/usr/bin", "/bin"].map { "\($0)/\(program)" }.first { access($0, X_OK) == 0 }
     }
 }
