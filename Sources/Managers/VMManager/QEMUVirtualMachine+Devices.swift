@@ -54,13 +54,7 @@ extension QEMUVirtualMachine {
     public func addNetworkInterface(id: String, tap: String, mac: String) async throws(VMManagerError) {
         try await execute("netdev_add", ["type": "tap", "id": .string("net-\(id)"), "ifname": .string(tap),
                                           "script": "no", "downscript": "no"])
-        do {
-            try await addOnHotplugSlot(id: id, ["driver": "virtio-net-pci", "id": .string(id),
-                                                 "netdev": .string("net-\(id)"), "mac": .string(mac)])
-        } catch {
-            _ = try? await execute("netdev_del", ["id": .string("net-\(id)")])
-            throw error
-        }
+        try await plugNIC(id: id, mac: mac)
     }
 
     /// Hot-adds a virtio NIC on an open tap descriptor (made in the pod's network namespace,
@@ -71,6 +65,12 @@ extension QEMUVirtualMachine {
         guard let fdSocket = document.qmpFDSocket else { throw .invalidConfiguration("VM \(document.id) has no descriptor monitor") }
         try await QMPDescriptorChannel.pass(tapFD, as: "fd-\(id)", socket: fdSocket, then: "netdev_add",
                                             ["type": "tap", "id": .string("net-\(id)"), "fd": .string("fd-\(id)"), "vhost": false])
+        try await plugNIC(id: id, mac: mac)
+    }
+
+    /// `device_add virtio-net-pci` on the netdev `net-ID` just added; the netdev goes again if
+    /// the device cannot be plugged.
+    private func plugNIC(id: String, mac: String) async throws(VMManagerError) {
         do {
             try await addOnHotplugSlot(id: id, ["driver": "virtio-net-pci", "id": .string(id),
                                                  "netdev": .string("net-\(id)"), "mac": .string(mac)])
