@@ -61,6 +61,8 @@ final class FakeHost: VMHost, @unchecked Sendable {
     func setMemoryTarget(bytes: Int) async throws {}
     func addNetworkInterface(id: String, tapFD: Int32, mac: String) async throws {}
     func removeNetworkInterface(id: String) async throws {}
+    func attachDisk(id: String, path: String, readOnly: Bool, controller: Int, lun: Int) async throws {}
+    func detachDisk(id: String) async throws {}
     var vcpus = 1
     var maxVCPUs = 4
     func setVCPUs(_ count: Int) async throws {
@@ -102,6 +104,8 @@ final class FakeGuest: GuestSession, @unchecked Sendable {
 
     func dumpStacks() async throws -> String { "fake stacks" }
     var channels: AgentChannels? { nil }
+    func mountSCSIDisk(controller: Int, lun: Int, path: String, fstype: String, options: [String], readOnly: Bool) async throws {}
+    func ejectSCSIDisk(controller: Int, lun: Int) async throws {}
     func configureInterface(mac: String, mtu: Int, addresses: [String], routes: [PodRoute], timeout: Duration) async throws -> String { "eth0" }
 
     /// CPUs the guest manages to bring online, whatever is asked (nil: all that are asked).

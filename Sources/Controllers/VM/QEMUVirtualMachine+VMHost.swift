@@ -8,6 +8,21 @@ extension QEMUVirtualMachine: VMHost {
 
     public var processID: pid_t? { pid }
 
+    public func attachDisk(id: String, path: String, readOnly: Bool, controller: Int, lun: Int) async throws {
+        try await addBlockNode(name: "node-\(id)", path: path, readOnly: readOnly)
+        do {
+            try await addSCSIDisk(id: id, node: "node-\(id)", controller: controller, target: 0, lun: lun)
+        } catch {
+            try? await removeBlockNode(name: "node-\(id)")
+            throw error
+        }
+    }
+
+    public func detachDisk(id: String) async throws {
+        try await removeDevice(id: id)
+        try await removeBlockNode(name: "node-\(id)")
+    }
+
     public func removeNetworkInterface(id: String) async throws {
         try await removeNetworkInterface(id: id, timeout: .seconds(10))
     }

@@ -56,6 +56,8 @@ public actor VMController {
     public private(set) var plan9: Plan9Controller?
     /// The pod's network, once the VM runs.
     public private(set) var network: NetworkController?
+    /// The pod's disks, once the VM runs.
+    public private(set) var scsi: SCSIController?
     private var exitWatcher: Task<Void, Never>?
     private var terminatedWaiters: [CheckedContinuation<Void, Never>] = []
     private let transitions = AsyncMutex()
@@ -145,6 +147,7 @@ public actor VMController {
             }
             self.host = host
             network = NetworkController(host: LinuxNetworkHost(vm: host), handles: handles, logger: logger)
+            scsi = SCSIController(controllers: document.scsiControllers, host: VMSCSIHost(vm: host), handles: handles)
             startTime = Date()
             let qemuUp = ContinuousClock.now - begun
             watchExit(of: host)
@@ -155,6 +158,7 @@ public actor VMController {
                 self.guest = guest
                 await plan9?.attach(guest: guest)
                 await network?.attach(guest: guest)
+                await scsi?.attach(guest: guest)
             } catch {
                 state = .invalid
                 logger.error("StartVM failed after the VM process started: \(error)")
@@ -239,6 +243,7 @@ public actor VMController {
     private func releaseHostResources() async -> String? {
         var failures: [String] = []
         if let plan9 { failures += await plan9.releaseAll() }
+        await scsi?.releaseAll()
         if let network {
             await network.attach(guest: nil)
             failures += await network.tearDown(vmGone: true)

@@ -21,6 +21,10 @@ public protocol VMHost: Sendable {
     func addNetworkInterface(id: String, tapFD: Int32, mac: String) async throws
     /// Unplugs a NIC added so, once the guest let it go.
     func removeNetworkInterface(id: String) async throws
+    /// Attaches a disk image as a SCSI disk at `controller`/`lun` (target 0) under `id`.
+    func attachDisk(id: String, path: String, readOnly: Bool, controller: Int, lun: Int) async throws
+    /// Unplugs a disk attached so (once the guest let it go) and closes its image.
+    func detachDisk(id: String) async throws
     var processID: pid_t? { get async }
 }
 
@@ -45,7 +49,7 @@ public struct AgentChannels: Sendable {
 }
 
 /// What the controller (and its Plan9 sub-controller) asks of a connected guest agent.
-public protocol GuestSession: Plan9Guest, NetworkGuest {
+public protocol GuestSession: Plan9Guest, NetworkGuest, SCSIGuest {
     /// The agent's channels for the service layer (nil for a guest that has none, as fakes).
     var channels: AgentChannels? { get }
     func run(_ args: [String], id: String, stdin: [UInt8]) async throws -> GuestCommandResult

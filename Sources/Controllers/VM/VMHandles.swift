@@ -19,6 +19,8 @@ public struct VMHandles: Codable, Sendable, Equatable {
     /// Interfaces of a pod's network namespace whose ingress carries a tc mirror into the VM,
     /// removed by cleanup (the taps go with QEMU).
     public var mirrors: [NetworkMirror]?
+    /// Disk images attached to the VM (they go with QEMU; the record says what the pod held).
+    public var disks: [String]?
 
     public init(vmID: String, processName: String, pidFile: String) {
         self.vmID = vmID

@@ -20,6 +20,7 @@ public final class AgentService: Skiff_Agent_V1_AgentService, Sendable {
     let containers = Mutex<[String: GuestContainer]>([:])
     let crun: CrunRunner
     let network: NetworkConfig
+    let disks: SCSIDisks
     private let startedAt = ContinuousClock.now
     private let cpus: CPUOnline
     /// Modules loaded so far, reported by GuestInfo.
@@ -34,8 +35,9 @@ public final class AgentService: Skiff_Agent_V1_AgentService, Sendable {
     /// `markShareModulesLoaded()` and `markModulesLoaded()` as they come in; until then, the
     /// mounts that need them wait.
     public init(reaper: ExitReaper, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton, modulesPending: Bool = false,
-                cpus: CPUOnline = CPUOnline(), crun: CrunRunner = CrunRunner(), network: NetworkConfig = NetworkConfig()) {
+                cpus: CPUOnline = CPUOnline(), crun: CrunRunner = CrunRunner(), network: NetworkConfig = NetworkConfig(), disks: SCSIDisks = SCSIDisks()) {
         self.reaper = reaper
+        self.disks = disks
         self.crun = crun
         self.network = network
         self.cpus = cpus
@@ -43,6 +45,9 @@ public final class AgentService: Skiff_Agent_V1_AgentService, Sendable {
         sharesReady = Milestone(reached: !modulesPending)
         allModulesReady = Milestone(reached: !modulesPending)
     }
+
+    /// Returns once every background module is in.
+    func allModulesReadyWait() async { await allModulesReady.wait() }
 
     /// The 9p modules are in: share mounts may go ahead.
     public func markShareModulesLoaded() { sharesReady.reach() }

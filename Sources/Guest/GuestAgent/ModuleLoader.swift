@@ -10,8 +10,9 @@ public struct ModuleLoader: Sendable {
     /// What 9p shares need; loaded first while serving, since a container's create mounts a
     /// share right after the boot.
     public static let shareModules = ["9pnet_virtio", "9p"]
-    /// Everything else (the balloon, overlay, disks, NICs); loaded after the share modules.
-    public static let otherModules = ["virtio_balloon", "overlay", "virtio_scsi", "sd_mod", "virtio_net"]
+    /// Everything else (the balloon, overlay, disks, NICs, the disks' filesystems); loaded
+    /// after the share modules.
+    public static let otherModules = ["virtio_balloon", "overlay", "virtio_scsi", "sd_mod", "virtio_net", "crc32c_generic", "erofs", "ext4"]
 
     private let root: String
     private var dependencies: [String: [String]] = [:]

@@ -30,6 +30,8 @@ public protocol Skiff_Agent_V1_AgentService: TTRPCServiceProvider {
     func containerPids(_ request: Skiff_Agent_V1_ContainerRequest, context: TTRPCServerContext) async throws -> Skiff_Agent_V1_ContainerPidsResponse
     func deleteContainer(_ request: Skiff_Agent_V1_ContainerRequest, context: TTRPCServerContext) async throws -> Skiff_Agent_V1_Empty
     func configureInterface(_ request: Skiff_Agent_V1_ConfigureInterfaceRequest, context: TTRPCServerContext) async throws -> Skiff_Agent_V1_ConfigureInterfaceResponse
+    func mountSCSIDisk(_ request: Skiff_Agent_V1_MountSCSIDiskRequest, context: TTRPCServerContext) async throws -> Skiff_Agent_V1_MountSCSIDiskResponse
+    func ejectSCSIDisk(_ request: Skiff_Agent_V1_SCSIDiskAddress, context: TTRPCServerContext) async throws -> Skiff_Agent_V1_Empty
 }
 
 extension Skiff_Agent_V1_AgentService {
@@ -105,6 +107,12 @@ extension Skiff_Agent_V1_AgentService {
             },
             .unary("ConfigureInterface") { (request: Skiff_Agent_V1_ConfigureInterfaceRequest, context) in
                 try await self.configureInterface(request, context: context)
+            },
+            .unary("MountSCSIDisk") { (request: Skiff_Agent_V1_MountSCSIDiskRequest, context) in
+                try await self.mountSCSIDisk(request, context: context)
+            },
+            .unary("EjectSCSIDisk") { (request: Skiff_Agent_V1_SCSIDiskAddress, context) in
+                try await self.ejectSCSIDisk(request, context: context)
             },
         ]
     }
@@ -209,5 +217,13 @@ public struct Skiff_Agent_V1_AgentClient: Sendable {
 
     public func configureInterface(_ request: Skiff_Agent_V1_ConfigureInterfaceRequest, options: TTRPCCallOptions = TTRPCCallOptions()) async throws -> Skiff_Agent_V1_ConfigureInterfaceResponse {
         try await client.unary(service: Self.serviceName, method: "ConfigureInterface", request: request, options: options)
+    }
+
+    public func mountSCSIDisk(_ request: Skiff_Agent_V1_MountSCSIDiskRequest, options: TTRPCCallOptions = TTRPCCallOptions()) async throws -> Skiff_Agent_V1_MountSCSIDiskResponse {
+        try await client.unary(service: Self.serviceName, method: "MountSCSIDisk", request: request, options: options)
+    }
+
+    public func ejectSCSIDisk(_ request: Skiff_Agent_V1_SCSIDiskAddress, options: TTRPCCallOptions = TTRPCCallOptions()) async throws -> Skiff_Agent_V1_Empty {
+        try await client.unary(service: Self.serviceName, method: "EjectSCSIDisk", request: request, options: options)
     }
 }

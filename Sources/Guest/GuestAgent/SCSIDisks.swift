@@ -1,0 +1,86 @@
+import AgentAPI
+import Glibc
+
+/// The pod's SCSI disks in the guest: found under /sys by the address the host gave them
+/// (controller, target, LUN), mounted, and let go before the host unplugs them. The kernel's
+/// names: /sys/class/scsi_host/hostH (the H-th SCSI host, one per virtio-scsi controller in
+/// their PCI order), /sys/bus/scsi/devices/H:C:T:L/block/sdX, and that device's `delete`.
+public struct SCSIDisks: Sendable {
+    public var sys: String
+    public var dev: String
+
+    public init(sys: String = "/sys", dev: String = "/dev") {
+        self.sys = sys
+        self.dev = dev
+    }
+
+    /// The guest's SCSI host number of virtio-scsi controller `controller`.
+    func host(of controller: UInt32) -> Int? {
+        guard let dir = opendir("\(sys)/class/scsi_host") else { return nil }
+        defer { closedir(dir) }
+        var hosts: [Int] = []
+        while let entry = readdir(dir) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix(while: { $0 != 0 }), as: UTF8.self) }
+            if name.hasPrefix("host"), let number = Int(name.dropFirst(4)) { hosts.append(number) }
+        }
+        hosts.sort()
+        return Int(controller) < hosts.count ? hosts[Int(controller)] : nil
+    }
+
+    /// The disk's H:C:T:L directory under /sys/bus/scsi/devices, if it is there.
+    func address(_ disk: Skiff_Agent_V1_SCSIDiskAddress) -> String? {
+        guard let host = host(of: disk.controller) else { return nil }
+        let path = "\(sys)/bus/scsi/devices/\(host):0:\(disk.target):\(disk.lun)"
+        return access(path, F_OK) == 0 ? path : nil
+    }
+
+    /// The block device of the disk (`sda`), waiting for it to show.
+    func device(_ disk: Skiff_Agent_V1_SCSIDiskAddress) async throws(AgentError) -> String {
+        let deadline = ContinuousClock.now + .milliseconds(Int(disk.timeoutMs))
+        while true {
+            if let address = address(disk), let dir = opendir(address + "/block") {
+                defer { closedir(dir) }
+                while let entry = readdir(dir) {
+                    let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix(while: { $0 != 0 }), as: UTF8.self) }
+                    if !name.hasPrefix("."), access("\(dev)/\(name)", F_OK) == 0 { return name }
+                }
+            }
+            if ContinuousClock.now >= deadline {
+                throw .notFound("no SCSI disk at controller \(disk.controller) target \(disk.target) LUN \(disk.lun) in the guest")
+            }
+            try? await Task.sleep(for: .milliseconds(10))
+        }
+    }
+
+    /// Mounts the disk the request names; its device.
+    func mount(_ request: Skiff_Agent_V1_MountSCSIDiskRequest) async throws(AgentError) -> String {
+        guard request.path.hasPrefix("/"), !request.fstype.isEmpty else { throw .invalidArgument("a disk mount needs an absolute path and a filesystem type") }
+        guard request.disk.timeoutMs <= 60_000 else { throw .invalidArgument("timeout_ms \(request.disk.timeoutMs) is above 60000") }
+        let device = try await device(request.disk)
+        if Self.mountSource(of: request.path) == "\(dev)/\(device)" { return device }
+        try Mounts.mount(source: "\(dev)/\(device)", target: request.path, fstype: request.fstype,
+                         options: request.options + (request.readOnly ? ["ro"] : []))
+        return device
+    }
+
+    /// Lets the disk go: the kernel flushes and forgets it. Not there: done.
+    func eject(_ disk: Skiff_Agent_V1_SCSIDiskAddress) throws(AgentError) {
+        guard let address = address(disk) else { return }
+        let fd = open(address + "/delete", O_WRONLY | O_CLOEXEC)
+        guard fd >= 0 else {
+            if errno == ENOENT { return }
+            throw .errno("eject \(address)")
+        }
+        defer { close(fd) }
+        guard write(fd, "1", 1) == 1 else { throw .errno("eject \(address)") }
+    }
+
+    /// What is mounted at `path`, per /proc/self/mounts.
+    static func mountSource(of path: String) -> String? {
+        for line in (readTextFile("/proc/self/mounts") ?? "").split(separator: "\n") {
+            let fields = line.split(separator: " ")
+            if fields.count > 1, fields[1] == path { return String(fields[0]) }
+        }
+        return nil
+    }
+}
