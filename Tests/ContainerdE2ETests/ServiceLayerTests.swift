@@ -132,7 +132,11 @@ extension ContainerdE2E {
                 #expect(both.output.contains("exits 0 0"), "\(both.output)")
                 #expect(skiffQEMUs().count == 1, "one VM for the pod")
                 for id in ["ra", "rb"] {
-                    #expect(try await cd.ctr("task exec --exec-id e \(id) true").status == 0)
+                    let exec = try await cd.ctr("task exec --exec-id e \(id) true")
+                    if exec.status != 0 {
+                        let vm = await cd.shimdiag("exec", "race sh -c 'dmesg | tail -12; grep -E \"disks|rootfs\" /proc/mounts'")
+                        Issue.record("\(id): \(exec.output)\n\(vm.output)")
+                    }
                     #expect(try await cd.ctr("task rm -f \(id)").status == 0)
                     #expect(try await cd.ctr("container rm \(id)").status == 0)
                 }

@@ -160,6 +160,8 @@ final class FakeGuest: PodGuest, Sendable {
     }
 
     func openDiagStdio(stdin: String, stdout: String, stderr: String, terminal: Bool) throws(SkiffError) -> FifoIO { .unconnected() }
+    func mountOverlay(lowers: [String], scratch: String, target: String) async throws { try enter("mountOverlay") }
+    func unmount(path: String) async throws { try enter("unmount") }
     func runInVM(processID: String, args: [String], workdir: String, io: FifoIO, terminal: Bool, width: UInt32, height: UInt32) async throws {
         try enter("runInVM")
     }
@@ -267,6 +269,8 @@ final class FakeVM: PodVM, Sendable {
     func setUpNetwork(netns: String) async throws { state.withLock { $0.networks.append(netns) } }
     func guest() async -> (any PodGuest)? { state.withLock { $0.running } ? guestAgent : nil }
     func shares() async -> (any ContainerShares)? { state.withLock { $0.running } ? fakeShares : nil }
+    /// No disks: the fake pods' roots go the Plan9 way.
+    func disks() async -> (any ContainerDisks)? { nil }
     func dumpStacks() async throws -> String { "fake" }
 }
 

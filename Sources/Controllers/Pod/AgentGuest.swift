@@ -96,6 +96,14 @@ struct AgentGuest: PodGuest {
         _ = try await agent.deleteContainer(.with { $0.containerID = id })
     }
 
+    func mountOverlay(lowers: [String], scratch: String, target: String) async throws {
+        _ = try await agent.mountOverlay(.with { $0.lowers = lowers; $0.scratch = scratch; $0.target = target })
+    }
+
+    func unmount(path: String) async throws {
+        _ = try await agent.unmount(.with { $0.target = path; $0.detach = true; $0.remove = true })
+    }
+
     func runInVM(processID: String, args: [String], workdir: String, io: FifoIO, terminal: Bool, width: UInt32, height: UInt32) async throws {
         _ = try await agent.createProcess(.with {
             $0.id = processID

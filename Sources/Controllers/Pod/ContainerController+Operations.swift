@@ -153,7 +153,8 @@ extension ContainerController {
         }
         var remaining = releases
         do {
-            try await Self.release(&remaining, guest: guest, shares: shares, rootfs: rootfs, containerID: id, logger: logger, stopAtFailure: true)
+            try await Self.release(&remaining, guest: guest, shares: shares, disks: disks, rootfs: rootfs, containerID: id, logger: logger,
+                                   stopAtFailure: true)
         } catch {
             // What is left stays for the next Delete, which resumes there.
             releases = remaining

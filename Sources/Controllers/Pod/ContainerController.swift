@@ -32,6 +32,8 @@ public actor ContainerController {
     enum Release: Equatable {
         case rootfs(String)
         case share(Plan9Controller.ShareID)
+        case disk(SCSIController.DiskID)
+        case guestMount(String)
         case file(String)
         case guestContainer
     }
@@ -42,6 +44,7 @@ public actor ContainerController {
     nonisolated let guestBundle: String
     let guest: any PodGuest
     let shares: any ContainerShares
+    let disks: (any ContainerDisks)?
     let rootfs: any RootfsMounter
     let events: any TaskEvents
     let logger: Logger
@@ -51,12 +54,13 @@ public actor ContainerController {
     var releases: [Release]
 
     init(id: String, bundle: TaskBundle, guestBundle: String, guest: any PodGuest, shares: any ContainerShares,
-         rootfs: any RootfsMounter, events: any TaskEvents, logger: Logger, initProcess: ProcessController, releases: [Release]) {
+         disks: (any ContainerDisks)?, rootfs: any RootfsMounter, events: any TaskEvents, logger: Logger, initProcess: ProcessController, releases: [Release]) {
         self.id = id
         self.bundle = bundle
         self.guestBundle = guestBundle
         self.guest = guest
         self.shares = shares
+        self.disks = disks
         self.rootfs = rootfs
         self.events = events
         self.logger = logger
@@ -73,6 +77,10 @@ public actor ContainerController {
         var logger: Logger
         /// Guest pids of the pod's live containers, whose namespaces a new one may join.
         var podPids: Set<UInt32>
+        /// Disks for a root on block devices (nil: the root goes over Plan9).
+        var disks: (any ContainerDisks)?
+        var layers: LayerCache
+        var scratchMiB: Int
     }
 
     /// Creates the container (see the type's doc for the steps and their undoing).
@@ -82,16 +90,22 @@ public actor ContainerController {
         let terminal = spec.process?.terminal ?? false
         var taken: [Release] = []
         do throws(SkiffError) {
-            if !request.rootfs.isEmpty {
+            let overlay = place.disks == nil ? nil : BlockRootfs.overlay(of: request.rootfs)
+            if overlay == nil, !request.rootfs.isEmpty {
                 try place.rootfs.mount(request.rootfs, at: bundle.rootfs)
                 taken.append(.rootfs(bundle.rootfs))
             }
             let guestBundle = try await share(bundle.path, readOnly: false, with: place.shares, taken: &taken)
+            var guestRoot: String?
+            if let overlay, let disks = place.disks {
+                guestRoot = try await BlockRootfs.make(overlay, id: request.id, bundle: bundle, scratchMiB: place.scratchMiB,
+                                                       disks: disks, layers: place.layers, guest: place.guest, taken: &taken)
+            }
             var guestSources: [Int: String] = [:]
             for mount in try GuestSpec.bindMounts(of: spec) {
                 guestSources[mount.index] = try await share(mount.source, readOnly: mount.readOnly, with: place.shares, taken: &taken)
             }
-            let (guestSpec, dropped) = GuestSpec.make(spec, mountSources: guestSources, podPids: place.podPids)
+            let (guestSpec, dropped) = GuestSpec.make(spec, mountSources: guestSources, podPids: place.podPids, root: guestRoot ?? "rootfs")
             for note in dropped { place.logger.info("guest spec of \(request.id): \(note)") }
             let specPath = bundle.path + "/" + GuestSpec.fileName
             taken.append(.file(specPath))
@@ -115,12 +129,12 @@ public actor ContainerController {
             await process.launched(pid: pid, io: io)
             let container = ContainerController(
                 id: request.id, bundle: bundle, guestBundle: guestBundle, guest: place.guest, shares: place.shares,
-                rootfs: place.rootfs, events: place.events, logger: place.logger, initProcess: process, releases: taken)
+                disks: place.disks, rootfs: place.rootfs, events: place.events, logger: place.logger, initProcess: process, releases: taken)
             await process.setOnExit { [weak container] in await container?.initExited() }
             return container
         } catch {
             var remaining = taken
-            try? await release(&remaining, guest: place.guest, shares: place.shares, rootfs: place.rootfs, containerID: request.id,
+            try? await release(&remaining, guest: place.guest, shares: place.shares, disks: place.disks, rootfs: place.rootfs, containerID: request.id,
                           logger: place.logger, stopAtFailure: false)
             throw error
         }
@@ -138,11 +152,11 @@ public actor ContainerController {
     /// Undoes `releases` from the last. With `stopAtFailure`, stops at the first that fails
     /// (it stays, with those below it, for a retry) and throws; else logs it and goes on.
     /// What lived in the guest counts as released when the VM or its agent is gone.
-    static func release(_ releases: inout [Release], guest: any ContainerGuest, shares: any ContainerShares,
+    static func release(_ releases: inout [Release], guest: any ContainerGuest, shares: any ContainerShares, disks: (any ContainerDisks)?,
                         rootfs: any RootfsMounter, containerID: String, logger: Logger, stopAtFailure: Bool) async throws(SkiffError) {
         while let last = releases.last {
             do {
-                try await perform(last, guest: guest, shares: shares, rootfs: rootfs, containerID: containerID)
+                try await perform(last, guest: guest, shares: shares, disks: disks, rootfs: rootfs, containerID: containerID)
             } catch {
                 if last.livesInTheVM, error.code == .unavailable || error.code == .notFound {
                     logger.info("releasing \(last) of \(containerID): gone with the VM (\(error.message))")
@@ -156,13 +170,18 @@ public actor ContainerController {
         }
     }
 
-    private static func perform(_ release: Release, guest: any ContainerGuest, shares: any ContainerShares,
+    private static func perform(_ release: Release, guest: any ContainerGuest, shares: any ContainerShares, disks: (any ContainerDisks)?,
                                 rootfs: any RootfsMounter, containerID: String) async throws(SkiffError) {
         switch release {
         case .guestContainer:
             try await guestCall("delete \(containerID) in the VM") { try await guest.deleteContainer(containerID) }
         case let .share(id):
             try await guestCall("unshare from \(containerID)") { try await shares.unmapFromGuest(id) }
+        case let .disk(id):
+            guard let disks else { return }
+            try await guestCall("detach a disk of \(containerID)") { try await disks.unmapFromGuest(id) }
+        case let .guestMount(path):
+            try await guestCall("unmount \(path) in the VM") { try await guest.unmount(path: path) }
         case let .file(path):
             if unlink(path) != 0, errno != ENOENT {
                 throw .internalError("remove \(path): \(String(cString: strerror(errno)))")
@@ -177,7 +196,7 @@ extension ContainerController.Release {
     /// Held in the VM (so gone when the VM is).
     var livesInTheVM: Bool {
         switch self {
-        case .guestContainer, .share: return true
+        case .guestContainer, .share, .disk, .guestMount: return true
         case .file, .rootfs: return false
         }
     }

@@ -59,9 +59,10 @@ enum GuestSpec {
     ///   path;
     /// - AppArmor and SELinux labels name host policy the guest does not have: the VM is the
     ///   pod's boundary;
-    /// - the root is the bundle's `rootfs` (the guest sees the bundle through its share).
+    /// - the root is `root`: the bundle's `rootfs` (the guest sees the bundle through its
+    ///   share), or the guest path of a root on block devices.
     /// The terminal stays as asked: crun makes it and hands it to the agent.
-    static func make(_ spec: OCISpec, mountSources: [Int: String], podPids: Set<UInt32>) -> (spec: OCISpec, dropped: [String]) {
+    static func make(_ spec: OCISpec, mountSources: [Int: String], podPids: Set<UInt32>, root: String = "rootfs") -> (spec: OCISpec, dropped: [String]) {
         var spec = spec
         var dropped: [String] = []
         if let profile = spec.process?.apparmorProfile { dropped.append("process.apparmorProfile \(profile)") }
@@ -95,8 +96,9 @@ enum GuestSpec {
             linux.mountLabel = nil
             spec.linux = linux
         }
+        let rootPath = root
         var root = spec.root ?? OCISpec.Root()
-        root.path = "rootfs"
+        root.path = rootPath
         root.readonly = root.readonly ?? false
         spec.root = root
         return (spec, dropped)

@@ -37,6 +37,7 @@ public actor PodController {
     private let imageDirectory: String?
     private let makeVM: PodVMFactory
     private let rootfs: any RootfsMounter
+    private let layers: LayerCache
 
     var vm: (any PodVM)?
     var containers: [String: ContainerController] = [:]
@@ -45,7 +46,7 @@ public actor PodController {
     private let lifecycle = AsyncMutex()
 
     public init(events: any TaskEvents, logger: Logger, scope: String = "", stateRoot: String = "/run/skiff", imageDirectory: String? = nil,
-                rootfs: any RootfsMounter = HostRootfs(),
+                rootfs: any RootfsMounter = HostRootfs(), layers: LayerCache = LayerCache(),
                 makeVM: @escaping PodVMFactory = { id, state in VMController(id: id, stateDirectory: state) }) {
         self.events = events
         self.logger = logger
@@ -53,6 +54,7 @@ public actor PodController {
         self.scope = scope
         self.imageDirectory = imageDirectory
         self.rootfs = rootfs
+        self.layers = layers
         self.makeVM = makeVM
     }
 
@@ -82,8 +84,10 @@ public actor PodController {
             if let netns = try GuestSpec.podNetwork(of: spec, podPids: podPids) {
                 try await guestCall("joining the pod's network \(netns)") { try await vm.setUpNetwork(netns: netns) }
             }
+            let disks = options.rootfs == .block ? await vm.disks() : nil
             container = try await ContainerController.create(request, spec: spec, in: .init(
-                guest: guest, shares: shares, rootfs: rootfs, events: events, logger: logger, podPids: podPids))
+                guest: guest, shares: shares, rootfs: rootfs, events: events, logger: logger, podPids: podPids,
+                disks: disks, layers: layers, scratchMiB: options.scratchMiB))
         } catch {
             creating.remove(request.id)
             if await terminateVMIfUnused() { unlink(bundle.vmFile) }

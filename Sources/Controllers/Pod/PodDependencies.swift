@@ -26,6 +26,8 @@ public protocol PodVM: Sendable {
     func guest() async -> (any PodGuest)?
     /// Host paths shared into the VM, once it exists.
     func shares() async -> (any ContainerShares)?
+    /// Disk images attached to the VM (SCSI), once it runs.
+    func disks() async -> (any ContainerDisks)?
     /// The agent's threads, for diagnostics.
     func dumpStacks() async throws -> String
 }
@@ -39,6 +41,14 @@ public protocol ContainerShares: Sendable {
     func reserve(hostPath: String, readOnly: Bool) async throws -> Plan9Controller.ShareID
     func mapToGuest(_ id: Plan9Controller.ShareID) async throws -> String
     func unmapFromGuest(_ id: Plan9Controller.ShareID) async throws
+}
+
+/// Disk images attached to the VM and mounted in the guest (the SCSI sub-controller): reserve,
+/// map to a guest path, unmap; the same image with the same mode shares one attachment.
+public protocol ContainerDisks: Sendable {
+    func reserve(hostPath: String, readOnly: Bool, fstype: String) async throws -> SCSIController.DiskID
+    func mapToGuest(_ id: SCSIController.DiskID) async throws -> String
+    func unmapFromGuest(_ id: SCSIController.DiskID) async throws
 }
 
 /// Mounts containerd's rootfs mounts on the host (into the bundle, which the guest sees).
@@ -102,6 +112,10 @@ public protocol ContainerGuest: Sendable {
     func containerPids(_ id: String) async throws -> [UInt32]
     /// `crun delete --force`; idempotent.
     func deleteContainer(_ id: String) async throws
+    /// A container's root: an overlay of `lowers` with its upper and work in `scratch`.
+    func mountOverlay(lowers: [String], scratch: String, target: String) async throws
+    /// Unmounts a guest path (lazily) and removes it.
+    func unmount(path: String) async throws
 }
 
 /// Everything the pod asks of its guest.

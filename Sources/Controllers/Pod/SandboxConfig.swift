@@ -17,6 +17,14 @@ public struct SandboxConfig: Sendable, Equatable {
     public var kernel: String?
     public var initrd: String?
     public var bootTimeout: Duration = .seconds(60)
+    /// Where containers' roots live: `block` (erofs layers and an ext4 scratch disk over SCSI,
+    /// an overlay in the guest) or `9p` (the host's overlay shared into the VM, so the host sees
+    /// the writes).
+    public var rootfs: RootfsMode = .block
+    /// The size of a container's scratch disk (sparse: only what is written takes space), MiB.
+    public var scratchMiB = 1024
+
+    public enum RootfsMode: String, Sendable, Equatable { case block, ninep = "9p" }
 
     public init() {}
 
@@ -102,6 +110,12 @@ public struct SandboxConfig: Sendable, Equatable {
         case "boot-timeout":
             guard let seconds = Int(value), (1...3600).contains(seconds) else { throw .invalidArgument("\(key)=\(value): 1 to 3600 seconds") }
             self.bootTimeout = .seconds(seconds)
+        case "rootfs":
+            guard let mode = RootfsMode(rawValue: value) else { throw .invalidArgument("\(key)=\(value): block or 9p") }
+            self.rootfs = mode
+        case "scratch-mib":
+            guard let mib = Int(value), (16...1_048_576).contains(mib) else { throw .invalidArgument("\(key)=\(value): 16 to 1048576 MiB") }
+            self.scratchMiB = mib
         default:
             throw .invalidArgument("unknown setting \(key)")
         }

@@ -8,6 +8,14 @@ extension VMController: PodVM {
     }
 
     public func shares() async -> (any ContainerShares)? { plan9 }
+
+    public func disks() async -> (any ContainerDisks)? { scsi }
+}
+
+extension SCSIController: ContainerDisks {
+    public func reserve(hostPath: String, readOnly: Bool, fstype: String) async throws -> DiskID {
+        try reserve(hostPath: hostPath, readOnly: readOnly, mount: MountConfig(fstype: fstype))
+    }
 }
 
 extension Plan9Controller: ContainerShares {}

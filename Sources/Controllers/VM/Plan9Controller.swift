@@ -118,7 +118,7 @@ public actor Plan9Controller {
                 throw .operationFailed("share \(share.hostPath): \(error)")
             }
             share.state = .hostBound
-            shares[id] = share
+            shares[id]?.state = .hostBound
         }
         if share.state == .hostBound {
             do {
@@ -133,7 +133,7 @@ public actor Plan9Controller {
                 throw .operationFailed("mounting share \(share.hostPath) in the guest: \(error)")
             }
             share.state = .guestMounted
-            shares[id] = share
+            shares[id]?.state = .guestMounted
         }
         return guestPath(id)
     }
@@ -146,8 +146,7 @@ public actor Plan9Controller {
     private func unmap(_ id: ShareID) async throws(VMControllerError) {
         guard var share = shares[id] else { throw .notFound("no share \(id.value)") }
         if share.references > 1 {
-            share.references -= 1
-            shares[id] = share
+            shares[id]?.references -= 1
             return
         }
         if share.state == .guestMounted {
@@ -159,7 +158,8 @@ public actor Plan9Controller {
                 }
             }
             share.state = .hostBound
-            shares[id] = share
+            // Field by field: a reserve may have come in during the await.
+            shares[id]?.state = .hostBound
         }
         if share.state == .hostBound {
             try unbind(id)

@@ -15,3 +15,20 @@ extension AgentService {
         return .init()
     }
 }
+
+extension AgentService {
+    public func mountOverlay(_ request: Skiff_Agent_V1_MountOverlayRequest, context: TTRPCServerContext) async throws -> Skiff_Agent_V1_Empty {
+        await allModulesReadyWait()
+        let paths = request.lowers + [request.scratch, request.target]
+        guard !request.lowers.isEmpty, paths.allSatisfy({ $0.hasPrefix("/") && !$0.split(separator: "/").contains("..") && !$0.contains(",") && !$0.contains(":") }) else {
+            throw AgentError.invalidArgument("an overlay needs lower layers and absolute paths without '..', ',' or ':'")
+        }
+        if SCSIDisks.mountSource(of: request.target) == "overlay" { return .init() }
+        try Mounts.makeDirectories(request.scratch + "/upper")
+        try Mounts.makeDirectories(request.scratch + "/work")
+        try Mounts.mount(source: "overlay", target: request.target, fstype: "overlay", options: [
+            "lowerdir=" + request.lowers.joined(separator: ":"), "upperdir=\(request.scratch)/upper", "workdir=\(request.scratch)/work",
+        ])
+        return .init()
+    }
+}

@@ -102,7 +102,9 @@ public actor SCSIController {
     /// shares the reservation; with another, InvalidArgument; no free slot, InvalidArgument too.
     public func reserve(hostPath: String, readOnly: Bool, mount: MountConfig) throws(VMControllerError) -> DiskID {
         guard hostPath.hasPrefix("/") else { throw .invalidArgument("disk image \(hostPath) must be an absolute path") }
-        if let (id, disk) = disks.first(where: { $0.value.hostPath == hostPath }) {
+        // A disk already on its way out (unmounted, ejected) is not shared again.
+        if let (id, disk) = disks.first(where: { $0.value.hostPath == hostPath && $0.value.mountState != .unmounted
+                                                  && ($0.value.state == .reserved || $0.value.state == .attached) }) {
             guard disk.readOnly == readOnly, disk.mount == mount else {
                 throw .invalidArgument("disk image \(hostPath) is already attached with another mode or mount")
             }
@@ -131,12 +133,12 @@ public actor SCSIController {
                     try await host.attachDisk(id: disk.deviceID, path: disk.hostPath, readOnly: disk.readOnly,
                                               controller: disk.controller, lun: disk.lun)
                 } catch {
-                    disk.state = .detached
-                    disks[id] = disk
+                    // Field by field: a reserve during the await may have changed the count.
+                    disks[id]?.state = .detached
                     throw .operationFailed("attaching \(disk.hostPath): \(error)")
                 }
                 disk.state = .attached
-                disks[id] = disk
+                disks[id]?.state = .attached
             }
             guard disk.state == .attached else { throw .operationFailed("disk \(disk.hostPath) is \(disk.state.rawValue)") }
             if disk.mountState != .mounted {
@@ -147,7 +149,7 @@ public actor SCSIController {
                     throw .operationFailed("mounting \(disk.hostPath) in the guest: \(error)")
                 }
                 disk.mountState = .mounted
-                disks[id] = disk
+                disks[id]?.mountState = .mounted
             }
             return guestPath(id)
         }
@@ -158,24 +160,24 @@ public actor SCSIController {
         try await changes.withLock { () async throws(VMControllerError) in
             guard var disk = disks[id] else { throw .notFound("no disk \(id.value)") }
             if disk.references > 1 {
-                disk.references -= 1
-                disks[id] = disk
+                disks[id]?.references -= 1
                 return
             }
+            // Field by field below: reserves may come in during each await.
             if disk.mountState == .mounted {
                 if let guest { try await step("unmounting \(disk.hostPath)") { try await guest.unmount(target: guestPath(id)) } }
                 disk.mountState = .unmounted
-                disks[id] = disk
+                disks[id]?.mountState = .unmounted
             }
             if disk.state == .attached {
                 if let guest { try await step("ejecting \(disk.hostPath)") { try await guest.ejectSCSIDisk(controller: disk.controller, lun: disk.lun) } }
                 disk.state = .ejected
-                disks[id] = disk
+                disks[id]?.state = .ejected
             }
             if disk.state == .ejected {
                 try await step("detaching \(disk.hostPath)") { try await host.detachDisk(id: disk.deviceID) }
                 disk.state = .detached
-                disks[id] = disk
+                disks[id]?.state = .detached
             }
             try? handles?.update { handles in
                 if let index = handles.disks?.firstIndex(of: disk.hostPath) { handles.disks?.remove(at: index) }

@@ -768,6 +768,22 @@ public nonisolated struct Skiff_Agent_V1_MountSCSIDiskResponse: Sendable {
   public init() {}
 }
 
+public nonisolated struct Skiff_Agent_V1_MountOverlayRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var lowers: [String] = []
+
+  public var scratch: String = String()
+
+  public var target: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
 // MARK: - Code below here is support for the SwiftProtobuf runtime.
 
 fileprivate nonisolated let _protobuf_package = "skiff.agent.v1"
@@ -2272,6 +2288,46 @@ nonisolated extension Skiff_Agent_V1_MountSCSIDiskResponse: SwiftProtobuf.Messag
 
   public static func ==(lhs: Skiff_Agent_V1_MountSCSIDiskResponse, rhs: Skiff_Agent_V1_MountSCSIDiskResponse) -> Bool {
     if lhs.device != rhs.device {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Skiff_Agent_V1_MountOverlayRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".MountOverlayRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}lowers\0\u{1}scratch\0\u{1}target\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedStringField(value: &self.lowers) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.scratch) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.target) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.lowers.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.lowers, fieldNumber: 1)
+    }
+    if !self.scratch.isEmpty {
+      try visitor.visitSingularStringField(value: self.scratch, fieldNumber: 2)
+    }
+    if !self.target.isEmpty {
+      try visitor.visitSingularStringField(value: self.target, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Skiff_Agent_V1_MountOverlayRequest, rhs: Skiff_Agent_V1_MountOverlayRequest) -> Bool {
+    if lhs.lowers != rhs.lowers {return false}
+    if lhs.scratch != rhs.scratch {return false}
+    if lhs.target != rhs.target {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -32,6 +32,7 @@ public protocol Skiff_Agent_V1_AgentService: TTRPCServiceProvider {
     func configureInterface(_ request: Skiff_Agent_V1_ConfigureInterfaceRequest, context: TTRPCServerContext) async throws -> Skiff_Agent_V1_ConfigureInterfaceResponse
     func mountSCSIDisk(_ request: Skiff_Agent_V1_MountSCSIDiskRequest, context: TTRPCServerContext) async throws -> Skiff_Agent_V1_MountSCSIDiskResponse
     func ejectSCSIDisk(_ request: Skiff_Agent_V1_SCSIDiskAddress, context: TTRPCServerContext) async throws -> Skiff_Agent_V1_Empty
+    func mountOverlay(_ request: Skiff_Agent_V1_MountOverlayRequest, context: TTRPCServerContext) async throws -> Skiff_Agent_V1_Empty
 }
 
 extension Skiff_Agent_V1_AgentService {
@@ -113,6 +114,9 @@ extension Skiff_Agent_V1_AgentService {
             },
             .unary("EjectSCSIDisk") { (request: Skiff_Agent_V1_SCSIDiskAddress, context) in
                 try await self.ejectSCSIDisk(request, context: context)
+            },
+            .unary("MountOverlay") { (request: Skiff_Agent_V1_MountOverlayRequest, context) in
+                try await self.mountOverlay(request, context: context)
             },
         ]
     }
@@ -225,5 +229,9 @@ public struct Skiff_Agent_V1_AgentClient: Sendable {
 
     public func ejectSCSIDisk(_ request: Skiff_Agent_V1_SCSIDiskAddress, options: TTRPCCallOptions = TTRPCCallOptions()) async throws -> Skiff_Agent_V1_Empty {
         try await client.unary(service: Self.serviceName, method: "EjectSCSIDisk", request: request, options: options)
+    }
+
+    public func mountOverlay(_ request: Skiff_Agent_V1_MountOverlayRequest, options: TTRPCCallOptions = TTRPCCallOptions()) async throws -> Skiff_Agent_V1_Empty {
+        try await client.unary(service: Self.serviceName, method: "MountOverlay", request: request, options: options)
     }
 }

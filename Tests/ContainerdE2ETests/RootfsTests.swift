@@ -1,0 +1,61 @@
+import Foundation
+import Glibc
+import Testing
+
+extension ContainerdE2E {
+    /// Containers' roots on block devices: erofs layers (a cache on the host) and an ext4
+    /// scratch disk over SCSI, assembled by an overlay in the guest.
+    @Suite(.timeLimit(.minutes(5))) struct RootfsTests {
+        static let image = ContainerdE2E.CtrRunTests.image
+        static let runtime = ContainerdE2E.CtrRunTests.runtime
+        static let cache = "/var/lib/skiff/layers"
+
+        private func cachedImages() -> Set<String> {
+            Set(((try? FileManager.default.contentsOfDirectory(atPath: Self.cache)) ?? []).filter { $0.hasSuffix(".erofs") })
+        }
+
+        @Test func aContainerWritesAndReadsTwoThousandFilesOnItsScratchDisk() async throws {
+            try await withContainerd { cd async throws in
+                let script = "mkdir /data; i=0; while [ $i -lt 2000 ]; do echo $i > /data/f$i; i=$((i+1)); done; ls /data | wc -l; cat /data/f1999; grep \" / \" /proc/mounts | cut -d\" \" -f3"
+                let run = try await cd.ctr("run --rm \(Self.runtime) \(Self.image) rf1 sh -c '\(script)'")
+                #expect(run.status == 0, "\(run.output)")
+                #expect(run.output.split(separator: "\n").map(String.init) == ["2000", "1999", "overlay"], "\(run.output)")
+            }
+        }
+
+        @Test func thePodsContainersShareTheirLayerDisksAndASecondPodHitsTheCache() async throws {
+            try await withContainerd { cd async throws in
+                let pod = "--annotation io.kubernetes.cri.sandbox-id=layers1"
+                #expect(try await cd.ctr("run -d \(pod) \(Self.runtime) \(Self.image) la sleep 600").status == 0)
+                let afterFirst = cachedImages()
+                #expect(try await cd.ctr("run -d \(pod) \(Self.runtime) \(Self.image) lb sleep 600").status == 0)
+                // One layer disk for both, and a scratch disk each.
+                let disks = await cd.shimdiag("exec", "layers1 grep -c ^/dev/sd /proc/mounts")
+                #expect(disks.output.trimmingCharacters(in: .whitespacesAndNewlines) == "3", "\(disks.output)")
+                #expect(try await cd.ctr("run --rm \(Self.runtime) \(Self.image) other true").status == 0)
+                #expect(cachedImages() == afterFirst, "the second pod made no new layer image")
+                for id in ["la", "lb"] {
+                    #expect(try await cd.ctr("task rm -f \(id)").status == 0)
+                    #expect(try await cd.ctr("container rm \(id)").status == 0)
+                }
+            }
+        }
+
+        @Test func aFullScratchDiskIsTheContainersENOSPCAndLeavesNothing() async throws {
+            try await withContainerd { cd async throws in
+                let run = try await cd.ctr("run --rm --annotation io.skiff.scratch-mib=16 \(Self.runtime) \(Self.image) full sh -c 'dd if=/dev/zero of=/big bs=1M count=64; echo dd exit $?'")
+                #expect(run.output.contains("No space left on device"), "\(run.output)")
+                #expect(run.output.contains("dd exit 1"), "\(run.output)")
+            }
+        }
+
+        @Test func theNinePAnnotationKeepsTheHostsOverlayAsTheRoot() async throws {
+            try await withContainerd { cd async throws in
+                let run = try await cd.ctr("run --rm --annotation io.skiff.rootfs=9p \(Self.runtime) \(Self.image) ninep sh -c \"grep ' / ' /proc/mounts | cut -d' ' -f3\"")
+                #expect(run.status == 0 && run.output == "9p\n", "\(run.output)")
+                let bad = try await cd.ctr("run --rm --annotation io.skiff.rootfs=nfs \(Self.runtime) \(Self.image) badroot true")
+                #expect(bad.status != 0 && bad.output.contains("block or 9p"), "\(bad.output)")
+            }
+        }
+    }
+}
