@@ -3,11 +3,11 @@ import Glibc
 import Testing
 
 extension ContainerdE2E {
-    /// Containers' roots on block devices: erofs layers (a cache on the host) and an ext4
-    /// scratch disk over SCSI, assembled by an overlay in the guest.
+    /// Containers' roots on block devices (`io.skiff.rootfs=block`): erofs layers (a cache on
+    /// the host) and an ext4 scratch disk over SCSI, assembled by an overlay in the guest.
     @Suite(.timeLimit(.minutes(5))) struct RootfsTests {
         static let image = ContainerdE2E.CtrRunTests.image
-        static let runtime = ContainerdE2E.CtrRunTests.runtime
+        static let runtime = ContainerdE2E.CtrRunTests.runtime + " --annotation io.skiff.rootfs=block"
         static let cache = "/var/lib/skiff/layers"
 
         private func cachedImages() -> Set<String> {
@@ -49,11 +49,11 @@ extension ContainerdE2E {
             }
         }
 
-        @Test func theNinePAnnotationKeepsTheHostsOverlayAsTheRoot() async throws {
+        @Test func withoutTheAnnotationTheRootIsTheHostsOverlayOverNineP() async throws {
             try await withContainerd { cd async throws in
-                let run = try await cd.ctr("run --rm --annotation io.skiff.rootfs=9p \(Self.runtime) \(Self.image) ninep sh -c \"grep ' / ' /proc/mounts | cut -d' ' -f3\"")
+                let run = try await cd.ctr("run --rm \(ContainerdE2E.CtrRunTests.runtime) \(Self.image) ninep sh -c \"grep ' / ' /proc/mounts | cut -d' ' -f3\"")
                 #expect(run.status == 0 && run.output == "9p\n", "\(run.output)")
-                let bad = try await cd.ctr("run --rm --annotation io.skiff.rootfs=nfs \(Self.runtime) \(Self.image) badroot true")
+                let bad = try await cd.ctr("run --rm --annotation io.skiff.rootfs=nfs \(ContainerdE2E.CtrRunTests.runtime) \(Self.image) badroot true")
                 #expect(bad.status != 0 && bad.output.contains("block or 9p"), "\(bad.output)")
             }
         }

@@ -15,12 +15,15 @@ import Testing
         #expect(config.accelerator == .tcg)
         #expect(config.kernel == "/k" && config.initrd == "/i")
         #expect(config.bootTimeout == .seconds(30))
+        #expect(config.rootfs == .ninep, "the host's overlay unless asked")
+        let block = try SandboxConfig.from(annotations: ["io.skiff.rootfs": "block", "io.skiff.scratch-mib": "64"])
+        #expect(block.rootfs == .block && block.scratchMiB == 64)
     }
 
     @Test(arguments: [
         ("io.skiff.memory-mib", "32"), ("io.skiff.memory-mib", "lots"), ("io.skiff.vcpus", "0"),
         ("io.skiff.accel", "hvf"), ("io.skiff.kernel", "relative"), ("io.skiff.boot-timeout", "0"),
-        ("io.skiff.no-such-setting", "1"),
+        ("io.skiff.no-such-setting", "1"), ("io.skiff.rootfs", "nfs"), ("io.skiff.scratch-mib", "8"),
     ])
     func badOrUnknownAnnotationsAreRefused(key: String, value: String) {
         #expect(throws: SkiffError.self) { try SandboxConfig.from(annotations: [key: value]) }

@@ -17,10 +17,10 @@ public struct SandboxConfig: Sendable, Equatable {
     public var kernel: String?
     public var initrd: String?
     public var bootTimeout: Duration = .seconds(60)
-    /// Where containers' roots live: `block` (erofs layers and an ext4 scratch disk over SCSI,
-    /// an overlay in the guest) or `9p` (the host's overlay shared into the VM, so the host sees
-    /// the writes).
-    public var rootfs: RootfsMode = .block
+    /// Where containers' roots live: `9p` (the host's overlay shared into the VM, so the host
+    /// sees the writes; the default while `block` costs a cold start about a second) or `block`
+    /// (erofs layers and an ext4 scratch disk over SCSI, an overlay in the guest).
+    public var rootfs: RootfsMode = .ninep
     /// The size of a container's scratch disk (sparse: only what is written takes space), MiB.
     public var scratchMiB = 1024
 
