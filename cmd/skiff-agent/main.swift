@@ -47,7 +47,22 @@ final class ThreadGate: Sendable {
 let helloSent = ThreadGate()
 
 let reaper = ExitReaper(mode: isInit ? .allChildren : .ownChildren)
-let service = AgentService(reaper: reaper, modulesPending: isInit)
+// The disks' filesystems load at the first disk mount, on a thread (finit_module blocks).
+let loadDiskModules: @Sendable () async -> Void = {
+    guard isInit else { return }
+    await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
+        startThread {
+            var loader = ModuleLoader()
+            for module in ModuleLoader.diskFilesystemModules {
+                let result = loader.load(module)
+                result.failures.forEach { log("module \($0)") }
+            }
+            log("disk filesystem modules loaded")
+            done.resume()
+        }
+    }
+}
+let service = AgentService(reaper: reaper, modulesPending: isInit, loadDiskModules: loadDiskModules)
 
 if isInit {
     log("started")

@@ -4,8 +4,8 @@ import TTRPC
 
 extension AgentService {
     public func mountSCSIDisk(_ request: Skiff_Agent_V1_MountSCSIDiskRequest, context: TTRPCServerContext) async throws -> Skiff_Agent_V1_MountSCSIDiskResponse {
-        // The disk's driver and filesystem may still be loading.
-        await allModulesReadyWait()
+        // The disk's driver may still be loading, and its filesystem is loaded on first use.
+        await diskModulesReadyWait()
         let device = try await disks.mount(request)
         return .with { $0.device = device }
     }
@@ -18,7 +18,7 @@ extension AgentService {
 
 extension AgentService {
     public func mountOverlay(_ request: Skiff_Agent_V1_MountOverlayRequest, context: TTRPCServerContext) async throws -> Skiff_Agent_V1_Empty {
-        await allModulesReadyWait()
+        await diskModulesReadyWait()
         let paths = request.lowers + [request.scratch, request.target]
         guard !request.lowers.isEmpty, paths.allSatisfy({ $0.hasPrefix("/") && !$0.split(separator: "/").contains("..") && !$0.contains(",") && !$0.contains(":") }) else {
             throw AgentError.invalidArgument("an overlay needs lower layers and absolute paths without '..', ',' or ':'")

@@ -21,6 +21,9 @@ public final class AgentService: Skiff_Agent_V1_AgentService, Sendable {
     let crun: CrunRunner
     let network: NetworkConfig
     let disks: SCSIDisks
+    /// Loads the disks' filesystem modules (once, at the first disk mount).
+    private let loadDiskModules: @Sendable () async -> Void
+    private let diskModules = Locked<Task<Void, Never>?>(nil)
     private let startedAt = ContinuousClock.now
     private let cpus: CPUOnline
     /// Modules loaded so far, reported by GuestInfo.
@@ -35,8 +38,10 @@ public final class AgentService: Skiff_Agent_V1_AgentService, Sendable {
     /// `markShareModulesLoaded()` and `markModulesLoaded()` as they come in; until then, the
     /// mounts that need them wait.
     public init(reaper: ExitReaper, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton, modulesPending: Bool = false,
-                cpus: CPUOnline = CPUOnline(), crun: CrunRunner = CrunRunner(), network: NetworkConfig = NetworkConfig(), disks: SCSIDisks = SCSIDisks()) {
+                cpus: CPUOnline = CPUOnline(), crun: CrunRunner = CrunRunner(), network: NetworkConfig = NetworkConfig(), disks: SCSIDisks = SCSIDisks(),
+                loadDiskModules: @escaping @Sendable () async -> Void = {}) {
         self.reaper = reaper
+        self.loadDiskModules = loadDiskModules
         self.disks = disks
         self.crun = crun
         self.network = network
@@ -48,6 +53,19 @@ public final class AgentService: Skiff_Agent_V1_AgentService, Sendable {
 
     /// Returns once every background module is in.
     func allModulesReadyWait() async { await allModulesReady.wait() }
+
+    /// Returns once the disks' filesystem modules are in, loading them the first time.
+    func diskModulesReadyWait() async {
+        await allModulesReady.wait()
+        let load = loadDiskModules
+        let task = diskModules.withLock { task -> Task<Void, Never> in
+            if let task { return task }
+            let started = Task { await load() }
+            task = started
+            return started
+        }
+        await task.value
+    }
 
     /// The 9p modules are in: share mounts may go ahead.
     public func markShareModulesLoaded() { sharesReady.reach() }

@@ -10,9 +10,12 @@ public struct ModuleLoader: Sendable {
     /// What 9p shares need; loaded first while serving, since a container's create mounts a
     /// share right after the boot.
     public static let shareModules = ["9pnet_virtio", "9p"]
-    /// Everything else (the balloon, overlay, disks, NICs, the disks' filesystems); loaded
-    /// after the share modules.
-    public static let otherModules = ["virtio_balloon", "overlay", "virtio_scsi", "sd_mod", "virtio_net", "crc32c_generic", "erofs", "ext4"]
+    /// Everything else (the balloon, overlay, disks, NICs); loaded after the share modules.
+    public static let otherModules = ["virtio_balloon", "overlay", "virtio_scsi", "sd_mod", "virtio_net"]
+    /// The filesystems of the pod's disks (ext4 asks the crypto API for crc32c): loaded the
+    /// first time a disk is mounted, not at boot, where linking them would hold the one vCPU
+    /// while a container is being created.
+    public static let diskFilesystemModules = ["crc32c_generic", "erofs", "ext4"]
 
     private let root: String
     private var dependencies: [String: [String]] = [:]
