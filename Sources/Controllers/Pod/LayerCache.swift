@@ -67,10 +67,8 @@ public struct LayerCache: Sendable {
         }
     }
 
-    /// A Debian system tool's path.
-    static func tool(_ name: String) -> String {
-        ["/usr/sbin", "/sbin", "/usr/bin", "/bin"].map { "\($0)/\(name)" }.first { access($0, X_OK) == 0 } ?? name
-    }
+    /// A Debian system tool's path (its bare name when it is not found: the spawn then says so).
+    static func tool(_ name: String) -> String { HostCommand.locate(name) ?? name }
 
     static func makeDirectory(_ path: String) throws(SkiffError) {
         do { try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true) } catch {

@@ -3,6 +3,12 @@ import Glibc
 /// A program run to its end on the host, with an argument vector (never shell text): its exit
 /// status and what it printed (stdout and stderr together, as a log file holds them).
 public enum HostCommand {
+    /// A system tool's path in the usual directories (Debian's e2fsprogs, erofs-utils,
+    /// iproute2, util-linux), or nil.
+    public static func locate(_ program: String) -> String? {
+        ["/usr/sbin", "/sbin", "/usr/bin", "/bin"].map { "\($0)/\(program)" }.first { access($0, X_OK) == 0 }
+    }
+
     /// Runs `path` with `arguments`; status (128 + the signal for a killed one) and output.
     /// The wait happens on a thread of its own.
     public static func run(_ path: String, _ arguments: [String]) async -> (status: Int32, output: String) {

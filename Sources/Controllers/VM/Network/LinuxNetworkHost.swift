@@ -1,7 +1,7 @@
 import CSkiffSys
 import Foundation
 import Glibc
-import VMManager
+import SkiffSupport
 
 /// The pod's network namespace through Debian's iproute2 (`ip -j`, `tc`), run inside it by
 /// util-linux's `nsenter --net=PATH`, and the VM's NICs through its host half. Every value
@@ -80,7 +80,7 @@ struct LinuxNetworkHost: NetworkHost {
 }
 
 /// A command run in a network namespace (`nsenter --net=PATH -- PROGRAM ARGS`), spawned
-/// directly (no Foundation `Process`, whose run loop wants a loopback socket, which the pod's
+/// directly through `HostCommand` (no Foundation `Process`, whose run loop wants a loopback socket, which the pod's
 /// namespace, where a CRI containerd and so the shim may run, need not have up).
 enum NetnsCommand {
     /// Its output; throws `.operationFailed` with it when the command fails.
@@ -107,23 +107,10 @@ enum NetnsCommand {
     /// Runs `program arguments` in `netns` to the end: its status and its output (stdout and
     /// stderr together). The program is iproute2's, found in the usual system directories.
     static func execute(_ netns: String, _ arguments: [String]) async -> (Int32, String) {
-        guard let program = arguments.first, let path = locate(program), let nsenter = locate("nsenter") else {
+        guard let program = arguments.first, let path = HostCommand.locate(program), let nsenter = HostCommand.locate("nsenter") else {
             return (127, "\(arguments.first ?? "") or nsenter not found")
         }
-        let log = "/tmp/skiff-netns-\(getpid())-\(UInt64.random(in: 0...UInt64.max)).out"
-        defer { unlink(log) }
-        let child: ChildProcess
-        do {
-            child = try ChildProcess.spawn(nsenter, arguments: ["--net=\(netns)", "--", path] + arguments.dropFirst(), outputLog: log)
-        } catch {
-            return (127, "\(error)")
-        }
-        let status = await child.wait()
-        let output = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
-        return (status.code, output.trimmingCharacters(in: .whitespacesAndNewlines))
-    }
-
-    static func locate(_ program: String) -> String? {
-        ["/usr/sbin", "/sbin", "/usr/bin", "/bin"].map { "\($0)/\(program)" }.first { access($0, X_OK) == 0 }
+        let (status, output) = await HostCommand.run(nsenter, ["--net=\(netns)", "--", path] + arguments.dropFirst())
+        return (status, output.trimmingCharacters(in: .whitespacesAndNewlines))
     }
 }
