@@ -223,6 +223,7 @@ final class FakeVM: PodVM, Sendable {
     let stateDirectory: String
     let guestAgent: FakeGuest
     let fakeShares: FakeShares
+    let fakeDisks: FakeDisks
     struct State {
         var created = 0, started = 0, terminated = 0
         var running = false
@@ -233,10 +234,11 @@ final class FakeVM: PodVM, Sendable {
     }
     let state = Mutex(State())
 
-    init(stateDirectory: String, guest: FakeGuest = FakeGuest(), shares: FakeShares = FakeShares()) {
+    init(stateDirectory: String, guest: FakeGuest = FakeGuest(), shares: FakeShares = FakeShares(), disks: FakeDisks = FakeDisks()) {
         self.stateDirectory = stateDirectory
         self.guestAgent = guest
         self.fakeShares = shares
+        self.fakeDisks = disks
     }
 
     func createVM(options: VMOptions) async throws { state.withLock { $0.created += 1 } }
@@ -269,8 +271,7 @@ final class FakeVM: PodVM, Sendable {
     func setUpNetwork(netns: String) async throws { state.withLock { $0.networks.append(netns) } }
     func guest() async -> (any PodGuest)? { state.withLock { $0.running } ? guestAgent : nil }
     func shares() async -> (any ContainerShares)? { state.withLock { $0.running } ? fakeShares : nil }
-    /// No disks: the fake pods' roots go the Plan9 way.
-    func disks() async -> (any ContainerDisks)? { nil }
+    func disks() async -> (any ContainerDisks)? { state.withLock { $0.running } ? fakeDisks : nil }
     func dumpStacks() async throws -> String { "fake" }
 }
 

@@ -104,7 +104,9 @@ final class FakeGuest: GuestSession, @unchecked Sendable {
 
     func dumpStacks() async throws -> String { "fake stacks" }
     var channels: AgentChannels? { nil }
-    func mountSCSIDisk(controller: Int, lun: Int, path: String, fstype: String, options: [String], readOnly: Bool) async throws {}
+    func mountSCSIDisk(controller: Int, lun: Int, path: String, fstype: String, options: [String], readOnly: Bool) async throws -> GuestBlockDevice {
+        GuestBlockDevice(path: "/dev/sd\(Character(UnicodeScalar(UInt8(97 + lun))))", major: 8, minor: UInt32(16 * lun))
+    }
     func ejectSCSIDisk(controller: Int, lun: Int) async throws {}
     func configureInterface(mac: String, mtu: Int, addresses: [String], routes: [PodRoute], timeout: Duration) async throws -> String { "eth0" }
 

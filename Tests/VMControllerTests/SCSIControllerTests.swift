@@ -16,8 +16,9 @@ final class FakeSCSI: SCSIHost, SCSIGuest, Sendable {
     }
     func attachDisk(id: String, path: String, readOnly: Bool, controller: Int, lun: Int) async throws { try call("attach \(id) \(readOnly ? "ro" : "rw")") }
     func detachDisk(id: String) async throws { try call("detach \(id)") }
-    func mountSCSIDisk(controller: Int, lun: Int, path: String, fstype: String, options: [String], readOnly: Bool) async throws {
-        try call("mount \(controller)-\(lun) \(fstype) \(path)")
+    func mountSCSIDisk(controller: Int, lun: Int, path: String, fstype: String, options: [String], readOnly: Bool) async throws -> GuestBlockDevice {
+        try call(path.isEmpty ? "find \(controller)-\(lun)" : "mount \(controller)-\(lun) \(fstype) \(path)")
+        return GuestBlockDevice(path: "/dev/sd\(Character(UnicodeScalar(UInt8(97 + lun))))", major: 8, minor: UInt32(16 * lun))
     }
     func unmount(target: String) async throws { try call("unmount \(target)") }
     func ejectSCSIDisk(controller: Int, lun: Int) async throws { try call("eject \(controller)-\(lun)") }
@@ -123,5 +124,25 @@ final class FakeSCSI: SCSIHost, SCSIGuest, Sendable {
         let id = try await scsi.reserve(hostPath: "/a", readOnly: false, mount: ext4)
         await #expect(throws: VMControllerError.self) { _ = try await scsi.mapToGuest(id) }
         #expect(await scsi.states(id)?.disk == .reserved)
+    }
+
+    @Test func aRawDiskIsFoundButNeverMountedAndGivesItsGuestDevice() async throws {
+        let (scsi, fake) = await make()
+        let id = try await scsi.reserve(hostPath: "/dev/loop3", readOnly: false, mount: .raw)
+        let mapped = try await scsi.mapDeviceToGuest(id)
+        #expect(mapped.device == GuestBlockDevice(path: "/dev/sda", major: 8, minor: 0))
+        #expect(mapped.mountPath == "/dev/sda", "a raw disk's path is its device")
+        #expect(fake.calls == ["attach scsi0-0 rw", "find 0-0"])
+        #expect(try await scsi.mapToGuest(id) == "/dev/sda", "mapped once")
+        #expect(fake.calls.count == 2)
+        try await scsi.unmapFromGuest(id)
+        #expect(fake.calls.suffix(2) == ["eject 0-0", "detach scsi0-0"], "nothing to unmount")
+        #expect(await scsi.count == 0)
+    }
+
+    @Test func aRawDiskAndAMountOfTheSameImageDoNotShare() async throws {
+        let (scsi, _) = await make()
+        _ = try await scsi.reserve(hostPath: "/img/a.ext4", readOnly: false, mount: ext4)
+        await #expect(throws: VMControllerError.self) { _ = try await scsi.reserve(hostPath: "/img/a.ext4", readOnly: false, mount: .raw) }
     }
 }

@@ -1,5 +1,6 @@
 import ContainerdAPI
 import Foundation
+import Glibc
 import SkiffSupport
 import VMController
 
@@ -28,6 +29,17 @@ enum BlockRootfs {
         return overlay.lowers.isEmpty ? nil : overlay
     }
 
+    /// containerd's rootfs when it is one mount of a filesystem on a host block device or image
+    /// file (a devmapper or erofs snapshotter's): it goes to the VM as it is.
+    static func device(of mounts: [Containerd_Types_Mount]) -> BlockVolumes.Volume? {
+        guard mounts.count == 1, let mount = mounts.first, !BlockVolumes.virtualTypes.contains(mount.type),
+              mount.source.hasPrefix("/") else { return nil }
+        var info = stat()
+        guard stat(mount.source, &info) == 0, info.st_mode & S_IFMT == S_IFBLK || info.st_mode & S_IFMT == S_IFREG else { return nil }
+        let config = SCSIController.MountConfig(fstype: mount.type, options: mount.options.filter { !BlockVolumes.hostOnlyOptions.contains($0) })
+        return .mount(index: 0, source: mount.source, config: config, readOnly: mount.options.contains("ro"))
+    }
+
     /// The guest path of the container's root.
     static func guestRoot(_ id: String) -> String { "/run/skiff/rootfs/\(id)" }
 
@@ -41,26 +53,19 @@ enum BlockRootfs {
             taken.append(.file(image))
             let (status, output) = await HostCommand.run(LayerCache.tool("mkfs.erofs"), [image, upper])
             guard status == 0 else { throw .internalError("converting the snapshot's upper directory: \(output)") }
-            lowers.append(try await attach(image, readOnly: true, fstype: "erofs", disks: disks, taken: &taken))
+            lowers.append(try await BlockVolumes.attach(image, readOnly: true, mount: .init(fstype: "erofs"), disks: disks, taken: &taken).mountPath)
         }
         for layer in overlay.lowers {
             let image = try await layers.image(for: layer)
-            lowers.append(try await attach(image, readOnly: true, fstype: "erofs", disks: disks, taken: &taken))
+            lowers.append(try await BlockVolumes.attach(image, readOnly: true, mount: .init(fstype: "erofs"), disks: disks, taken: &taken).mountPath)
         }
         let scratchImage = bundle.path + "/skiff-scratch.ext4"
         taken.append(.file(scratchImage))
         try await LayerCache.makeScratch(at: scratchImage, mib: scratchMiB)
-        let scratch = try await attach(scratchImage, readOnly: false, fstype: "ext4", disks: disks, taken: &taken)
+        let scratch = try await BlockVolumes.attach(scratchImage, readOnly: false, mount: .init(fstype: "ext4"), disks: disks, taken: &taken).mountPath
         let root = guestRoot(id)
         taken.append(.guestMount(root))
         try await guestCall("mount the root of \(id) in the VM") { try await guest.mountOverlay(lowers: lowers, scratch: scratch, target: root) }
         return root
-    }
-
-    private static func attach(_ image: String, readOnly: Bool, fstype: String, disks: any ContainerDisks,
-                               taken: inout [ContainerController.Release]) async throws(SkiffError) -> String {
-        let id = try await guestCall("attach \(image)") { try await disks.reserve(hostPath: image, readOnly: readOnly, fstype: fstype) }
-        taken.append(.disk(id))
-        return try await guestCall("mount \(image) in the VM") { try await disks.mapToGuest(id) }
     }
 }

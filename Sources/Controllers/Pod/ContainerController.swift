@@ -11,10 +11,13 @@ import VMController
 /// and the processes Exec adds to it.
 ///
 /// ## Create, and what it holds
-/// `create` takes, in this order, each a release to undo later: the rootfs mount on the host
-/// (into the bundle), the bundle shared into the VM (Plan9), each bind mount's host source
-/// shared into the VM (read-only where the mount is), the guest spec file beside config.json,
-/// and the container in the guest (`crun create`, whose init then waits for Start).
+/// `create` first checks what the spec asks for (bind sources, block devices), then takes, in
+/// this order, each a release to undo later: the rootfs (mounted on the host into the bundle;
+/// or, for a root on block devices or a root that is an image, disks in the VM, `BlockRootfs`),
+/// the bundle shared into the VM (Plan9), the spec's block devices and device mounts attached
+/// over SCSI (`BlockVolumes`), each bind mount's host source shared into the VM (read-only
+/// where the mount is), the guest spec file beside config.json, and the container in the guest
+/// (`crun create`, whose init then waits for Start).
 /// A create that fails at step k undoes steps k-1…1 and throws the step's error.
 ///
 /// ## Delete, resumable
@@ -77,8 +80,10 @@ public actor ContainerController {
         var logger: Logger
         /// Guest pids of the pod's live containers, whose namespaces a new one may join.
         var podPids: Set<UInt32>
-        /// Disks for a root on block devices (nil: the root goes over Plan9).
+        /// The VM's disks (SCSI), for the spec's block devices and a root on block devices.
         var disks: (any ContainerDisks)?
+        /// containerd's overlay snapshots become disks (else they are shared over Plan9).
+        var rootOnBlock: Bool
         var layers: LayerCache
         var scratchMiB: Int
     }
@@ -90,8 +95,12 @@ public actor ContainerController {
         let terminal = spec.process?.terminal ?? false
         var taken: [Release] = []
         do throws(SkiffError) {
-            let overlay = place.disks == nil ? nil : BlockRootfs.overlay(of: request.rootfs)
-            if overlay == nil, !request.rootfs.isEmpty {
+            // What the spec asks for is checked before anything is made.
+            let volumes = try BlockVolumes.plan(spec)
+            let binds = try GuestSpec.bindMounts(of: spec)
+            let deviceRoot = BlockRootfs.device(of: request.rootfs)
+            let overlay = place.rootOnBlock && place.disks != nil ? BlockRootfs.overlay(of: request.rootfs) : nil
+            if overlay == nil, deviceRoot == nil, !request.rootfs.isEmpty {
                 try place.rootfs.mount(request.rootfs, at: bundle.rootfs)
                 taken.append(.rootfs(bundle.rootfs))
             }
@@ -101,8 +110,15 @@ public actor ContainerController {
                 guestRoot = try await BlockRootfs.make(overlay, id: request.id, bundle: bundle, scratchMiB: place.scratchMiB,
                                                        disks: disks, layers: place.layers, guest: place.guest, taken: &taken)
             }
+            var spec = spec
+            if let deviceRoot {
+                var rootSpec = OCISpec(mounts: [OCISpec.Mount()])
+                try await BlockVolumes.attach([deviceRoot], to: &rootSpec, disks: place.disks, taken: &taken)
+                guestRoot = rootSpec.mounts?.first?.source
+            }
+            try await BlockVolumes.attach(volumes, to: &spec, disks: place.disks, taken: &taken)
             var guestSources: [Int: String] = [:]
-            for mount in try GuestSpec.bindMounts(of: spec) {
+            for mount in binds {
                 guestSources[mount.index] = try await share(mount.source, readOnly: mount.readOnly, with: place.shares, taken: &taken)
             }
             let (guestSpec, dropped) = GuestSpec.make(spec, mountSources: guestSources, podPids: place.podPids, root: guestRoot ?? "rootfs")

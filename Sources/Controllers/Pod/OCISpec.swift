@@ -60,12 +60,22 @@ struct OCISpec: Sendable, Equatable {
         var extra: [String: JSONValue] = [:]
     }
 
-    /// `linux.resources`, typed for what Update applies; the rest (devices, blockIO…) kept.
+    /// `linux.resources`, typed for what Update applies and the device rules a device given to
+    /// the container in the VM changes; the rest (blockIO…) kept.
     struct Resources: Sendable, Equatable {
         var memory: Limit?
         var cpu: CPU?
         var pids: Limit?
+        var devices: [DeviceRule]?
         var extra: [String: JSONValue] = [:]
+
+        /// A device cgroup rule (`allow`, `type` a/b/c, `major`/`minor` absent for any, `access` rwm).
+        struct DeviceRule: Sendable, Equatable {
+            var type: String?
+            var major: Int64?
+            var minor: Int64?
+            var extra: [String: JSONValue] = [:]
+        }
 
         /// `memory` and `pids`: a `limit` (bytes, or a count).
         struct Limit: Sendable, Equatable {
@@ -197,13 +207,19 @@ extension OCISpec.Device: OpenObject {
 }
 
 extension OCISpec.Resources: OpenObject {
-    static let knownKeys = ["memory", "cpu", "pids"]
+    static let knownKeys = ["memory", "cpu", "pids", "devices"]
     mutating func decodeKnown(_ c: KeyedDecodingContainer<AnyKey>) throws {
-        memory = try c.value("memory"); cpu = try c.value("cpu"); pids = try c.value("pids")
+        memory = try c.value("memory"); cpu = try c.value("cpu"); pids = try c.value("pids"); devices = try c.value("devices")
     }
     func encodeKnown(_ c: inout KeyedEncodingContainer<AnyKey>) throws {
-        try c.put(memory, "memory"); try c.put(cpu, "cpu"); try c.put(pids, "pids")
+        try c.put(memory, "memory"); try c.put(cpu, "cpu"); try c.put(pids, "pids"); try c.put(devices, "devices")
     }
+}
+
+extension OCISpec.Resources.DeviceRule: OpenObject {
+    static let knownKeys = ["type", "major", "minor"]
+    mutating func decodeKnown(_ c: KeyedDecodingContainer<AnyKey>) throws { type = try c.value("type"); major = try c.value("major"); minor = try c.value("minor") }
+    func encodeKnown(_ c: inout KeyedEncodingContainer<AnyKey>) throws { try c.put(type, "type"); try c.put(major, "major"); try c.put(minor, "minor") }
 }
 
 extension OCISpec.Resources.Limit: OpenObject {

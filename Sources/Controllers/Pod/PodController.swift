@@ -84,10 +84,9 @@ public actor PodController {
             if let netns = try GuestSpec.podNetwork(of: spec, podPids: podPids) {
                 try await guestCall("joining the pod's network \(netns)") { try await vm.setUpNetwork(netns: netns) }
             }
-            let disks = options.rootfs == .block ? await vm.disks() : nil
             container = try await ContainerController.create(request, spec: spec, in: .init(
                 guest: guest, shares: shares, rootfs: rootfs, events: events, logger: logger, podPids: podPids,
-                disks: disks, layers: layers, scratchMiB: options.scratchMiB))
+                disks: await vm.disks(), rootOnBlock: options.rootfs == .block, layers: layers, scratchMiB: options.scratchMiB))
         } catch {
             creating.remove(request.id)
             if await terminateVMIfUnused() { unlink(bundle.vmFile) }

@@ -43,11 +43,13 @@ public protocol ContainerShares: Sendable {
     func unmapFromGuest(_ id: Plan9Controller.ShareID) async throws
 }
 
-/// Disk images attached to the VM and mounted in the guest (the SCSI sub-controller): reserve,
-/// map to a guest path, unmap; the same image with the same mode shares one attachment.
+/// Disk images and host block devices attached to the VM and mounted in the guest, or found
+/// there as raw devices (the SCSI sub-controller): reserve, map into the guest, unmap; the same
+/// path with the same mode and mount shares one attachment.
 public protocol ContainerDisks: Sendable {
-    func reserve(hostPath: String, readOnly: Bool, fstype: String) async throws -> SCSIController.DiskID
-    func mapToGuest(_ id: SCSIController.DiskID) async throws -> String
+    func reserve(hostPath: String, readOnly: Bool, mount: SCSIController.MountConfig) async throws -> SCSIController.DiskID
+    /// Where the disk is mounted in the guest (a raw disk: its device's path), and its device.
+    func mapDeviceToGuest(_ id: SCSIController.DiskID) async throws -> (mountPath: String, device: GuestBlockDevice)
     func unmapFromGuest(_ id: SCSIController.DiskID) async throws
 }
 

@@ -12,10 +12,6 @@ extension VMController: PodVM {
     public func disks() async -> (any ContainerDisks)? { scsi }
 }
 
-extension SCSIController: ContainerDisks {
-    public func reserve(hostPath: String, readOnly: Bool, fstype: String) async throws -> DiskID {
-        try reserve(hostPath: hostPath, readOnly: readOnly, mount: MountConfig(fstype: fstype))
-    }
-}
+extension SCSIController: ContainerDisks {}
 
 extension Plan9Controller: ContainerShares {}

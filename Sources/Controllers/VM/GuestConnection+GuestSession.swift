@@ -45,14 +45,15 @@ extension GuestConnection: GuestSession {
         }, options: TTRPCCallOptions(timeout: timeout + .seconds(10))).name
     }
 
-    public func mountSCSIDisk(controller: Int, lun: Int, path: String, fstype: String, options: [String], readOnly: Bool) async throws {
-        _ = try await agent.mountSCSIDisk(.with {
+    public func mountSCSIDisk(controller: Int, lun: Int, path: String, fstype: String, options: [String], readOnly: Bool) async throws -> GuestBlockDevice {
+        let answer = try await agent.mountSCSIDisk(.with {
             $0.disk = .with { $0.controller = UInt32(controller); $0.lun = UInt32(lun); $0.timeoutMs = 10_000 }
             $0.path = path
             $0.fstype = fstype
             $0.options = options
             $0.readOnly = readOnly
         }, options: TTRPCCallOptions(timeout: .seconds(70)))
+        return GuestBlockDevice(path: "/dev/" + answer.device, major: answer.major, minor: answer.minor)
     }
 
     public func ejectSCSIDisk(controller: Int, lun: Int) async throws {

@@ -6,8 +6,7 @@ extension AgentService {
     public func mountSCSIDisk(_ request: Skiff_Agent_V1_MountSCSIDiskRequest, context: TTRPCServerContext) async throws -> Skiff_Agent_V1_MountSCSIDiskResponse {
         // The disk's driver may still be loading, and its filesystem is loaded on first use.
         await diskModulesReadyWait()
-        let device = try await disks.mount(request)
-        return .with { $0.device = device }
+        return try await disks.mount(request)
     }
 
     public func ejectSCSIDisk(_ request: Skiff_Agent_V1_SCSIDiskAddress, context: TTRPCServerContext) async throws -> Skiff_Agent_V1_Empty {

@@ -1,5 +1,6 @@
 import AgentAPI
 import Glibc
+import SwiftProtobuf
 
 /// The pod's SCSI disks in the guest: found under /sys by the address the host gave them
 /// (controller, target, LUN), mounted, and let go before the host unplugs them. The kernel's
@@ -52,15 +53,29 @@ public struct SCSIDisks: Sendable {
         }
     }
 
-    /// Mounts the disk the request names; its device.
-    func mount(_ request: Skiff_Agent_V1_MountSCSIDiskRequest) async throws(AgentError) -> String {
-        guard request.path.hasPrefix("/"), !request.fstype.isEmpty else { throw .invalidArgument("a disk mount needs an absolute path and a filesystem type") }
+    /// Mounts the disk the request names (none for an empty path); its device and numbers.
+    func mount(_ request: Skiff_Agent_V1_MountSCSIDiskRequest) async throws(AgentError) -> Skiff_Agent_V1_MountSCSIDiskResponse {
+        guard request.path.isEmpty || (request.path.hasPrefix("/") && !request.fstype.isEmpty) else {
+            throw .invalidArgument("a disk mount needs an absolute path and a filesystem type")
+        }
         guard request.disk.timeoutMs <= 60_000 else { throw .invalidArgument("timeout_ms \(request.disk.timeoutMs) is above 60000") }
         let device = try await device(request.disk)
-        if Self.mountSource(of: request.path) == "\(dev)/\(device)" { return device }
+        let numbers = try numbers(of: device)
+        let answer = Skiff_Agent_V1_MountSCSIDiskResponse.with { $0.device = device; $0.major = numbers.major; $0.minor = numbers.minor }
+        if request.path.isEmpty || Self.mountSource(of: request.path) == "\(dev)/\(device)" { return answer }
         try Mounts.mount(source: "\(dev)/\(device)", target: request.path, fstype: request.fstype,
                          options: request.options + (request.readOnly ? ["ro"] : []))
-        return device
+        return answer
+    }
+
+    /// The device numbers of block device `name`, from /sys/class/block/NAME/dev ("8:16").
+    func numbers(of name: String) throws(AgentError) -> (major: UInt32, minor: UInt32) {
+        let text = readTextFile("\(sys)/class/block/\(name)/dev") ?? ""
+        let parts = text.split(whereSeparator: { $0 == "\n" || $0 == " " }).first?.split(separator: ":") ?? []
+        guard parts.count == 2, let major = UInt32(parts[0]), let minor = UInt32(parts[1]) else {
+            throw .notFound("no device numbers for block device \(name)")
+        }
+        return (major, minor)
     }
 
     /// Lets the disk go: the kernel flushes and forgets it. Not there: done.

@@ -1,12 +1,17 @@
+import Glibc
 import SkiffSupport
 /// Hot-plug primitives as plain QMP operations. The sub-controllers (SCSI, vPCI, network)
 /// decide slots and names; these only ask QEMU.
 extension QEMUVirtualMachine {
-    /// Opens a host file as a block node (`blockdev-add`, raw format).
+    /// Opens a host file or block device as a block node (`blockdev-add`, raw format; QEMU's
+    /// protocol driver is `file` for a file and `host_device` for a block device, which `file`
+    /// refuses: docs/system/qemu-block-drivers, "Host device").
     public func addBlockNode(name: String, path: String, readOnly: Bool) async throws(VMManagerError) {
+        var info = stat()
+        let isDevice = stat(path, &info) == 0 && info.st_mode & S_IFMT == S_IFBLK
         try await execute("blockdev-add", [
             "driver": "raw", "node-name": .string(name), "read-only": .bool(readOnly),
-            "file": ["driver": "file", "filename": .string(path), "read-only": .bool(readOnly)],
+            "file": ["driver": .string(isDevice ? "host_device" : "file"), "filename": .string(path), "read-only": .bool(readOnly)],
         ])
     }
 

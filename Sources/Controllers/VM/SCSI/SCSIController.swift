@@ -10,9 +10,22 @@ public protocol SCSIHost: Sendable {
     func detachDisk(id: String) async throws
 }
 
-/// What it needs of the guest: the disk mounted, unmounted, and let go.
+/// A disk's block device in the guest: `/dev/NAME` and its device numbers there.
+public struct GuestBlockDevice: Equatable, Sendable {
+    public var path: String
+    public var major: UInt32
+    public var minor: UInt32
+    public init(path: String, major: UInt32, minor: UInt32) {
+        self.path = path
+        self.major = major
+        self.minor = minor
+    }
+}
+
+/// What it needs of the guest: the disk found (and mounted, for a non-empty `path`),
+/// unmounted, and let go.
 public protocol SCSIGuest: Sendable {
-    func mountSCSIDisk(controller: Int, lun: Int, path: String, fstype: String, options: [String], readOnly: Bool) async throws
+    func mountSCSIDisk(controller: Int, lun: Int, path: String, fstype: String, options: [String], readOnly: Bool) async throws -> GuestBlockDevice
     func unmount(target: String) async throws
     func ejectSCSIDisk(controller: Int, lun: Int) async throws
 }
@@ -23,7 +36,10 @@ public protocol SCSIGuest: Sendable {
 /// ## Usage
 /// `reserve` (a slot, no I/O; the same image again shares the reservation) → `mapToGuest`
 /// (attach on the host, mount in the guest; its guest path) → `unmapFromGuest` (at the last
-/// reference: unmount, eject in the guest, detach on the host).
+/// reference: unmount, eject in the guest, detach on the host). A disk reserved with
+/// `MountConfig.raw` is not mounted: `mapDeviceToGuest` gives its block device in the guest,
+/// for a container that gets it as a device node. The host path is a file (a disk image) or a
+/// host block device.
 ///
 /// ## Disk states
 /// | state | trigger | next |
@@ -37,9 +53,9 @@ public protocol SCSIGuest: Sendable {
 /// ## Mount states (the disk's one mount)
 /// | state | trigger | next |
 /// |---|---|---|
-/// | Reserved | guest mount ok | Mounted |
-/// | Reserved | guest mount fails | Reserved (unmap still ejects and detaches) |
-/// | Mounted | guest unmount ok, last reference | Unmounted |
+/// | Reserved | guest mount ok (raw: its device found) | Mounted |
+/// | Reserved | guest mount fails (raw: no device) | Reserved (unmap still ejects and detaches) |
+/// | Mounted | guest unmount ok (raw: nothing to do), last reference | Unmounted |
 ///
 /// ## Retry and idempotency
 /// `mapToGuest` of a mapped disk returns its path. A failed `unmapFromGuest` leaves the disk in
@@ -47,9 +63,12 @@ public protocol SCSIGuest: Sendable {
 /// attachment is recorded in the VM's handles file before the host is asked (QEMU's own
 /// attachments go with QEMU; the record says which images the pod held).
 public actor SCSIController {
-    public struct DiskID: Hashable, Sendable { public let value: Int }
+    public struct DiskID: Hashable, Sendable {
+        public let value: Int
+        public init(value: Int) { self.value = value }
+    }
 
-    /// How the guest mounts a disk.
+    /// How the guest mounts a disk: its filesystem type and mount(8)-style options.
     public struct MountConfig: Equatable, Sendable {
         public var fstype: String
         public var options: [String]
@@ -57,6 +76,9 @@ public actor SCSIController {
             self.fstype = fstype
             self.options = options
         }
+        /// Not mounted: the guest only finds the block device.
+        public static let raw = MountConfig(fstype: "")
+        public var isRaw: Bool { fstype.isEmpty }
     }
 
     enum DiskState: String { case reserved = "Reserved", attached = "Attached", ejected = "Ejected", detached = "Detached" }
@@ -71,6 +93,7 @@ public actor SCSIController {
         var references = 1
         var state = DiskState.reserved
         var mountState = MountState.reserved
+        var device: GuestBlockDevice?
         var deviceID: String { "scsi\(controller)-\(lun)" }
     }
 
@@ -122,9 +145,15 @@ public actor SCSIController {
         return id
     }
 
-    /// Attaches and mounts the disk; its guest path.
+    /// Attaches and mounts the disk; its guest path (its device's path for a raw disk).
     public func mapToGuest(_ id: DiskID) async throws(VMControllerError) -> String {
-        try await changes.withLock { () async throws(VMControllerError) -> String in
+        try await mapDeviceToGuest(id).mountPath
+    }
+
+    /// Attaches the disk and finds it in the guest (mounted unless raw): where it is mounted,
+    /// and its block device there.
+    public func mapDeviceToGuest(_ id: DiskID) async throws(VMControllerError) -> (mountPath: String, device: GuestBlockDevice) {
+        try await changes.withLock { () async throws(VMControllerError) -> (mountPath: String, device: GuestBlockDevice) in
             guard var disk = disks[id] else { throw .notFound("no disk \(id.value)") }
             guard let guest else { throw .wrongState(operation: "mapping a disk", state: .created) }
             if disk.state == .reserved {
@@ -141,17 +170,21 @@ public actor SCSIController {
                 disks[id]?.state = .attached
             }
             guard disk.state == .attached else { throw .operationFailed("disk \(disk.hostPath) is \(disk.state.rawValue)") }
-            if disk.mountState != .mounted {
+            if disk.mountState != .mounted || disk.device == nil {
+                let device: GuestBlockDevice
                 do {
-                    try await guest.mountSCSIDisk(controller: disk.controller, lun: disk.lun, path: guestPath(id),
-                                                  fstype: disk.mount.fstype, options: disk.mount.options, readOnly: disk.readOnly)
+                    device = try await guest.mountSCSIDisk(controller: disk.controller, lun: disk.lun, path: disk.mount.isRaw ? "" : guestPath(id),
+                                                           fstype: disk.mount.fstype, options: disk.mount.options, readOnly: disk.readOnly)
                 } catch {
-                    throw .operationFailed("mounting \(disk.hostPath) in the guest: \(error)")
+                    throw .operationFailed("\(disk.mount.isRaw ? "finding" : "mounting") \(disk.hostPath) in the guest: \(error)")
                 }
                 disk.mountState = .mounted
+                disk.device = device
                 disks[id]?.mountState = .mounted
+                disks[id]?.device = device
             }
-            return guestPath(id)
+            guard let device = disk.device else { throw .operationFailed("disk \(disk.hostPath) has no device in the guest") }
+            return (disk.mount.isRaw ? device.path : guestPath(id), device)
         }
     }
 
@@ -165,7 +198,7 @@ public actor SCSIController {
             }
             // Field by field below: reserves may come in during each await.
             if disk.mountState == .mounted {
-                if let guest { try await step("unmounting \(disk.hostPath)") { try await guest.unmount(target: guestPath(id)) } }
+                if let guest, !disk.mount.isRaw { try await step("unmounting \(disk.hostPath)") { try await guest.unmount(target: guestPath(id)) } }
                 disk.mountState = .unmounted
                 disks[id]?.mountState = .unmounted
             }

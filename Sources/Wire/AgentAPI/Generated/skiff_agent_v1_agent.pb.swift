@@ -738,7 +738,7 @@ public nonisolated struct Skiff_Agent_V1_MountSCSIDiskRequest: Sendable {
   /// Clears the value of `disk`. Subsequent reads from it will return its default value.
   public mutating func clearDisk() {self._disk = nil}
 
-  /// An absolute guest path, made if missing.
+  /// An absolute guest path, made if missing; empty: the disk is not mounted.
   public var path: String = String()
 
   /// `ext4`, `erofs`, ...
@@ -761,7 +761,13 @@ public nonisolated struct Skiff_Agent_V1_MountSCSIDiskResponse: Sendable {
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
+  /// The kernel's name of the block device (`sda`), under /dev.
   public var device: String = String()
+
+  /// Its device numbers in the guest (/sys/class/block/NAME/dev).
+  public var major: UInt32 = 0
+
+  public var minor: UInt32 = 0
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -2265,7 +2271,7 @@ nonisolated extension Skiff_Agent_V1_MountSCSIDiskRequest: SwiftProtobuf.Message
 
 nonisolated extension Skiff_Agent_V1_MountSCSIDiskResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".MountSCSIDiskResponse"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}device\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}device\0\u{1}major\0\u{1}minor\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -2274,6 +2280,8 @@ nonisolated extension Skiff_Agent_V1_MountSCSIDiskResponse: SwiftProtobuf.Messag
       // enabled. https://github.com/apple/swift-protobuf/issues/1034
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularStringField(value: &self.device) }()
+      case 2: try { try decoder.decodeSingularUInt32Field(value: &self.major) }()
+      case 3: try { try decoder.decodeSingularUInt32Field(value: &self.minor) }()
       default: break
       }
     }
@@ -2283,11 +2291,19 @@ nonisolated extension Skiff_Agent_V1_MountSCSIDiskResponse: SwiftProtobuf.Messag
     if !self.device.isEmpty {
       try visitor.visitSingularStringField(value: self.device, fieldNumber: 1)
     }
+    if self.major != 0 {
+      try visitor.visitSingularUInt32Field(value: self.major, fieldNumber: 2)
+    }
+    if self.minor != 0 {
+      try visitor.visitSingularUInt32Field(value: self.minor, fieldNumber: 3)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Skiff_Agent_V1_MountSCSIDiskResponse, rhs: Skiff_Agent_V1_MountSCSIDiskResponse) -> Bool {
     if lhs.device != rhs.device {return false}
+    if lhs.major != rhs.major {return false}
+    if lhs.minor != rhs.minor {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
