@@ -299,12 +299,14 @@ struct PodRig {
     /// Set on each VM the pod makes.
     let configure: @Sendable (FakeVM) -> Void
 
-    init(configure: @escaping @Sendable (FakeVM) -> Void = { _ in }) {
+    /// `layers`: the layer cache's directory (default: one in the rig's root).
+    init(layers: String? = nil, configure: @escaping @Sendable (FakeVM) -> Void = { _ in }) {
         root = "/tmp/skiff-pod-\(UUID().uuidString.prefix(8))"
         try? FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
         let vms = self.vms
         let rootDir = root
-        pod = PodController(events: events, logger: Logger(label: "test"), stateRoot: root + "/state", rootfs: rootfs) { id, state in
+        pod = PodController(events: events, logger: Logger(label: "test"), stateRoot: root + "/state", rootfs: rootfs,
+                            layers: LayerCache(directory: layers ?? root + "/layers")) { id, state in
             let vm = FakeVM(stateDirectory: state)
             configure(vm)
             vms.append(vm)
