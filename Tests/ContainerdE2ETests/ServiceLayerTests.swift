@@ -149,6 +149,12 @@ extension ContainerdE2E {
                 let shimdiag = "\(cd.bin)/shimdiag exec --address \(cd.socket)"
                 let piped = await cd.shellWithCtr("head -c 100000 /dev/zero | \(shimdiag) -i d1 wc -c")
                 #expect(piped.status == 0 && piped.output.trimmingCharacters(in: .whitespacesAndNewlines) == "100000", "\(piped.output)")
+                // A stdin that has ended before the shim opens its side (a small file, /dev/null):
+                // what it held arrives and the end follows.
+                let file = await cd.shellWithCtr("printf 'line one\\nline two\\n' > \(cd.dir)/stdin.txt; timeout 60 \(shimdiag) -i d1 wc -l < \(cd.dir)/stdin.txt")
+                #expect(file.status == 0 && file.output.trimmingCharacters(in: .whitespacesAndNewlines) == "2", "\(file.output)")
+                let empty = await cd.shellWithCtr("timeout 60 \(shimdiag) -i d1 wc -c < /dev/null")
+                #expect(empty.status == 0 && empty.output.trimmingCharacters(in: .whitespacesAndNewlines) == "0", "\(empty.output)")
                 // The terminal without -i: script's stdin here is /dev/null, and what script does
                 // at its end (it types into the terminal it gives shimdiag) is not the test's.
                 let terminal = await cd.shellWithCtr("""

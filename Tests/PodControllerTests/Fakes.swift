@@ -231,6 +231,8 @@ final class FakeVM: PodVM, Sendable {
         var bootGate: CheckedContinuation<Void, Never>?
         var holdBoot = false
         var networks: [String] = []
+        /// How many guest calls there were when the VM ended.
+        var guestCallsAtEnd: Int?
     }
     let state = Mutex(State())
 
@@ -266,7 +268,9 @@ final class FakeVM: PodVM, Sendable {
     }
 
     func terminateVM() async throws {
-        state.withLock { $0.terminated += 1; $0.running = false }
+        let calls = guestAgent.calls.count
+        state.withLock { $0.terminated += 1; $0.running = false; $0.guestCallsAtEnd = $0.guestCallsAtEnd ?? calls }
+        guestAgent.vanish()  // the agent goes with the VM
     }
     func setUpNetwork(netns: String) async throws { state.withLock { $0.networks.append(netns) } }
     func guest() async -> (any PodGuest)? { state.withLock { $0.running } ? guestAgent : nil }

@@ -83,12 +83,16 @@ struct Exec: AsyncParsableCommand {
         guard mkfifo(out, 0o600) == 0, tty || mkfifo(err, 0o600) == 0, !interactive || mkfifo(input, 0o600) == 0 else {
             throw ValidationError("mkfifo in \(dir): \(String(cString: strerror(errno)))")
         }
-        // Stdin: this side holds the fifo's writer from the start, so the shim's reader sees
-        // the end only when the copy closes it at the end of our stdin.
+        // Stdin: the writer opens once the shim has opened the reader (a blocking open waits
+        // for it), so what it writes cannot be lost in a fifo nobody has open, and its close is
+        // the end the shim sees (fifo(7): a reader sees no hang-up before a writer came).
         if interactive {
-            let writer = open(input, O_RDWR | O_CLOEXEC)
-            guard writer >= 0 else { throw ValidationError("open \(input): \(String(cString: strerror(errno)))") }
-            Thread { copyAll(from: 0, to: writer); close(writer) }.start()
+            Thread {
+                let writer = open(input, O_WRONLY | O_CLOEXEC)
+                guard writer >= 0 else { return }
+                copyAll(from: 0, to: writer)
+                close(writer)
+            }.start()
         }
         var size: (rows: UInt16, cols: UInt16) = (0, 0)
         var saved = termios()

@@ -94,11 +94,15 @@ if isInit {
             result.failures.forEach { log("module \($0)") }
         }
         service.markShareModulesLoaded()
-        for module in ModuleLoader.otherModules {
+        // The pod's roots come on disks (the host said so on the kernel command line): their
+        // filesystems load now, not at the first disk mount, which would wait for them.
+        let disksEarly = GuestFacts.kernelArguments().contains("skiff.disks=early")
+        for module in ModuleLoader.otherModules + (disksEarly ? ModuleLoader.diskFilesystemModules : []) {
             let result = loader.load(module)
             service.modules.withLock { $0 += result.loaded }
             result.failures.forEach { log("module \($0)") }
         }
+        if disksEarly { service.markDiskModulesLoaded() }
         service.markModulesLoaded()
         log("all modules loaded")
     }

@@ -55,6 +55,9 @@ public actor ContainerController {
     public nonisolated let initProcess: ProcessController
     var execs: [String: ProcessController] = [:]
     var releases: [Release]
+    /// It holds a disk of the user's (a volume, a root that is an image), whose writes the
+    /// guest must flush before the disk goes.
+    var holdsVolumes = false
 
     init(id: String, bundle: TaskBundle, guestBundle: String, guest: any PodGuest, shares: any ContainerShares,
          disks: (any ContainerDisks)?, rootfs: any RootfsMounter, events: any TaskEvents, logger: Logger, initProcess: ProcessController, releases: [Release]) {
@@ -147,6 +150,7 @@ public actor ContainerController {
                 id: request.id, bundle: bundle, guestBundle: guestBundle, guest: place.guest, shares: place.shares,
                 disks: place.disks, rootfs: place.rootfs, events: place.events, logger: place.logger, initProcess: process, releases: taken)
             await process.setOnExit { [weak container] in await container?.initExited() }
+            await container.setHoldsVolumes(!volumes.isEmpty || deviceRoot != nil)
             return container
         } catch {
             var remaining = taken
@@ -154,6 +158,16 @@ public actor ContainerController {
                           logger: place.logger, stopAtFailure: false)
             throw error
         }
+    }
+
+    private func setHoldsVolumes(_ holds: Bool) { holdsVolumes = holds }
+
+    /// Whether the container may go with the VM, without releasing what it holds in the guest
+    /// first: its init has stopped, and nothing it holds there keeps data the host needs (its
+    /// shares are Plan9 without a cache, so its writes are on the host already; a scratch disk
+    /// and layer images are the container's alone and thrown away).
+    var disposableInTheVM: Bool {
+        get async { await initProcess.status == .stopped && !holdsVolumes }
     }
 
     /// Reserves and maps a host path into the VM, recording the release as soon as it is

@@ -147,10 +147,24 @@ public actor PodController {
         }
     }
 
+    /// Delete of the pod's last container, stopped and holding nothing in the guest that must
+    /// reach the host (`ContainerController.disposableInTheVM`), ends the VM first: what the
+    /// container held in the guest (crun's state, mounts, disks, shares) goes with the VM, not
+    /// in a round trip each; Delete then releases what it held on the host.
+    private func endVMFirst(deleting container: ContainerController) async {
+        guard await container.disposableInTheVM else { return }
+        await lifecycle.withLock {
+            guard containers.count == 1, containers[container.id] != nil, creating.isEmpty, let vm else { return }
+            self.vm = nil
+            do { try await vm.terminateVM() } catch { logger.error("terminating the VM: \(error)") }
+        }
+    }
+
     public func delete(id: String, execID: String) async throws(SkiffError) -> (pid: UInt32, status: UInt32, at: Date) {
         let container = try container(id)
         if !execID.isEmpty { return try await container.deleteExec(execID: execID) }
         let begun = ContinuousClock.now
+        await endVMFirst(deleting: container)
         let exit = try await container.delete()
         containers[id] = nil
         if await terminateVMIfUnused() { unlink(container.bundle.vmFile) }

@@ -38,6 +38,7 @@ public struct SandboxConfig: Sendable, Equatable {
         options.initrd = initrd
         options.imageDirectory = imageDirectory
         options.bootTimeout = bootTimeout
+        options.disksEarly = rootfs == .block
         return options
     }
 

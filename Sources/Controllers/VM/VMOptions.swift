@@ -18,6 +18,9 @@ public struct VMOptions: Sendable, Equatable {
     public var imageDirectory: String?
     /// How long the guest agent may take to answer after QEMU starts.
     public var bootTimeout: Duration = .seconds(60)
+    /// The pod's roots come on disks: the guest loads the disks' filesystems right after
+    /// its boot rather than at the first disk mount (kernel argument `skiff.disks=early`).
+    public var disksEarly = false
 
     public init() {}
 }
@@ -26,6 +29,8 @@ extension VMController {
     /// The Plan9 export every VM has: one directory of the state directory, shared under this
     /// tag (QEMU 7.2 cannot hot-add a 9p device).
     public static let shareTag = "skiffshare"
+    /// The kernel argument that tells the agent the pod's roots come on disks.
+    public static let disksEarlyArgument = "skiff.disks=early"
 
     /// Creates the VM from `options`: finds the guest image, chooses the accelerator, and
     /// records the VM document (see `createVM(_:)`). Throws InvalidArgument for options QEMU
@@ -39,6 +44,7 @@ extension VMController {
                                      kernel: options.kernel ?? image.kernel, initrd: options.initrd ?? image.initrd)
                 .memory(mib: options.memoryMiB).vcpus(options.vcpus).accelerator(accelerator)
                 .share(hostPath: stateDirectory + "/share", tag: Self.shareTag)
+                .appendingKernelArguments(options.disksEarly ? [Self.disksEarlyArgument] : [])
                 .build()
         } catch {
             throw .invalidArgument("\(error)")

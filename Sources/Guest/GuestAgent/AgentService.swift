@@ -67,6 +67,11 @@ public final class AgentService: Skiff_Agent_V1_AgentService, Sendable {
         await task.value
     }
 
+    /// The disks' filesystem modules are in already (loaded early, `skiff.disks=early`).
+    public func markDiskModulesLoaded() {
+        diskModules.withLock { task in if task == nil { task = Task {} } }
+    }
+
     /// The 9p modules are in: share mounts may go ahead.
     public func markShareModulesLoaded() { sharesReady.reach() }
 

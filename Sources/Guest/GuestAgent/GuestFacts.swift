@@ -2,7 +2,7 @@ import AgentAPI
 import Glibc
 
 /// Reads what GuestInfo reports from uname, sysinfo and /proc.
-enum GuestFacts {
+public enum GuestFacts {
     static func read() -> Skiff_Agent_V1_GuestInfoResponse {
         var info = Skiff_Agent_V1_GuestInfoResponse()
         var names = utsname()
@@ -34,6 +34,13 @@ enum GuestFacts {
 }
 
 /// The whole of a (small) text file, or nil when it cannot be read.
+extension GuestFacts {
+    /// The kernel's command line (/proc/cmdline), split at spaces.
+    public static func kernelArguments() -> [String] {
+        (readTextFile("/proc/cmdline") ?? "").split(whereSeparator: { $0 == " " || $0 == "\n" }).map(String.init)
+    }
+}
+
 func readTextFile(_ path: String) -> String? {
     let fd = open(path, O_RDONLY | O_CLOEXEC)
     guard fd >= 0 else { return nil }
