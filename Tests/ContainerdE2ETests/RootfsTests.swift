@@ -50,6 +50,33 @@ extension ContainerdE2E {
             }
         }
 
+        @Test func sigkillOfTheShimLeavesNoDiskMountOrFileButTheCache() async throws {
+            try await withContainerd { cd async throws in
+                #expect(try await cd.ctr("run -d \(Self.runtime) \(Self.image) kb sleep 600").status == 0)
+                let scratch = try PrivateContainerd.shell("find \(cd.dir) -name 'skiff-scratch.ext4'")
+                #expect(!scratch.isEmpty, "the running container has its scratch disk")
+                let cached = cachedImages()
+                _ = try PrivateContainerd.shell("pkill -9 -f '[c]ontainerd-shim-skiff-v2.*-id kb'")
+                var state = ""
+                for _ in 0..<200 {
+                    state = try await cd.ctr("task ls").output
+                    if !state.contains("RUNNING") { break }
+                    try await Task.sleep(for: .milliseconds(50))
+                }
+                #expect(!state.contains("RUNNING"), "\(state)")
+                _ = try await cd.ctr("task delete kb")
+                #expect(try await cd.ctr("container delete kb").status == 0)
+                for _ in 0..<100 where !skiffQEMUs().isEmpty { try await Task.sleep(for: .milliseconds(50)) }
+                let left = try PrivateContainerd.shell("find \(cd.dir) -name 'skiff-*.ext4' -o -name 'skiff-*.erofs'")
+                #expect(left.isEmpty, "no scratch disk or upper image left: \(left)")
+                let mounts = (try? String(contentsOfFile: "/proc/self/mounts", encoding: .utf8)) ?? ""
+                #expect(!mounts.contains(cd.dir + "/"), "nothing of this containerd's is mounted")
+                let loops = try PrivateContainerd.shell("losetup -a")
+                #expect(!loops.contains(cd.dir) && !loops.contains(Self.cache), "no loop device: \(loops)")
+                #expect(cachedImages() == cached, "the layer cache stays as it was")
+            }
+        }
+
         @Test func withoutTheAnnotationTheRootIsTheHostsOverlayOverNineP() async throws {
             try await withContainerd { cd async throws in
                 let run = try await cd.ctr("run --rm \(ContainerdE2E.CtrRunTests.runtime) \(Self.image) ninep sh -c \"grep ' / ' /proc/mounts | cut -d' ' -f3\"")

@@ -60,6 +60,18 @@ private func collect(_ receiver: MuxReceiver) async throws -> [UInt8] {
         }
     }
 
+    @Test func anEndSentBeforeTheReceiverHasTheStreamWaitsForItAndArrives() async throws {
+        try await withMuxPair { host, guest in
+            // An empty stdin ends before the process (the receiver) exists.
+            let sender = host.sender(stream: 9)
+            let finished = Task { try await sender.finish(); return true }
+            try await Task.sleep(for: .milliseconds(100))
+            let receiver = guest.receiver(stream: 9)
+            #expect(try await finished.value)
+            #expect(try await collect(receiver).isEmpty, "the stream ends: its end was not dropped")
+        }
+    }
+
     @Test func aSenderWithoutCreditWaitsUntilTheReceiverConsumes() async throws {
         try await withMuxPair { host, guest in
             let receiver = host.receiver(stream: 5, window: 10)

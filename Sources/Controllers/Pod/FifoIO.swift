@@ -102,7 +102,7 @@ public struct FifoIO: Sendable {
         stopStdin()
         // A stdin that never started: its stream ends.
         if let (_, sender) = stdinClose.pending.withLock({ pending in defer { pending = nil }; return pending }) {
-            Task { try? await sender.finish() }
+            Task { try? await sender.finish(waitingForReceiver: false) }
         }
     }
 

@@ -19,8 +19,12 @@ public struct MuxSender: Sendable {
         }
     }
 
-    /// Says the stream has ended. The stream's state is dropped.
-    public func finish() async throws {
+    /// Says the stream has ended, once the receiver has the stream (an end sent before would
+    /// be dropped, and the receiver would wait for ever: a stdin that ended before the process
+    /// started); without `waitingForReceiver`, at once (for a stream that will never be
+    /// received). The stream's state is dropped.
+    public func finish(waitingForReceiver: Bool = true) async throws {
+        if waitingForReceiver { try await waitForCredit(taking: false) }
         let reset = mux.state.withLock { state -> Bool in
             let reset = state.senders[stream]?.reset ?? false
             state.senders[stream] = nil
@@ -43,18 +47,24 @@ public struct MuxSender: Sendable {
                 return n
             }
             if let taken { return taken }
-            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
-                let ready: Result<Void, any Error>? = mux.state.withLock { state in
-                    if let closed = state.closed { return .failure(closed) }
-                    var send = state.senders[stream] ?? MuxState.Send()
-                    if send.reset { return .failure(MuxError.reset) }
-                    if send.credit > 0 { return .success(()) }
-                    send.waiter = continuation
-                    state.senders[stream] = send
-                    return nil
-                }
-                if let ready { continuation.resume(with: ready) }
+            try await waitForCredit(taking: true)
+        }
+    }
+
+    /// Waits until the receiver grants credit (`taking`: credit is there now; else: it was
+    /// granted once, the stream is open). Returns at once for a reset stream when not taking.
+    private func waitForCredit(taking: Bool) async throws {
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+            let ready: Result<Void, any Error>? = mux.state.withLock { state in
+                if let closed = state.closed { return .failure(closed) }
+                var send = state.senders[stream] ?? MuxState.Send()
+                if send.reset { return taking ? .failure(MuxError.reset) : .success(()) }
+                if taking ? send.credit > 0 : send.opened { return .success(()) }
+                send.waiter = continuation
+                state.senders[stream] = send
+                return nil
             }
+            if let ready { continuation.resume(with: ready) }
         }
     }
 }

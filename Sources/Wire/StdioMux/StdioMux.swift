@@ -113,6 +113,9 @@ public final class StdioMux: Sendable {
 struct MuxState {
     struct Send {
         var credit = 0
+        /// The receiver has granted credit once: it has the stream, and an end of stream
+        /// sent now is not dropped as one for a stream nobody receives.
+        var opened = false
         var reset = false
         var waiter: CheckedContinuation<Void, any Error>?
     }
@@ -157,6 +160,7 @@ final class MuxInboundHandler: ChannelInboundHandler, Sendable {
             let waiter = mux.state.withLock { state -> CheckedContinuation<Void, any Error>? in
                 var send = state.senders[frame.stream] ?? MuxState.Send()
                 send.credit += bytes
+                send.opened = true
                 let waiter = send.waiter
                 send.waiter = nil
                 state.senders[frame.stream] = send
