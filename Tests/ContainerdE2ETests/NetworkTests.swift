@@ -104,6 +104,9 @@ extension ContainerdE2E {
                 }
                 _ = try await cd.ctr("task rm -f k9")
                 #expect(try await cd.ctr("container rm k9").status == 0)
+                // containerd runs `shim delete` for a dead shim on its own time: `task ls` may stop
+                // showing RUNNING (the state call fails) before that cleanup has run.
+                for _ in 0..<100 where !net.leftovers().isEmpty { try await Task.sleep(for: .milliseconds(100)) }
                 #expect(net.leftovers().isEmpty, "left in the pod's namespace: \(net.leftovers())")
             }
         }
