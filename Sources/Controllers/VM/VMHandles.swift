@@ -21,6 +21,9 @@ public struct VMHandles: Codable, Sendable, Equatable {
     public var mirrors: [NetworkMirror]?
     /// Disk images attached to the VM (they go with QEMU; the record says what the pod held).
     public var disks: [String]?
+    /// PCI devices assigned to the VM, by identity (they go with QEMU, back to their host
+    /// driver; the record says what the pod held).
+    public var pciDevices: [String]?
 
     public init(vmID: String, processName: String, pidFile: String) {
         self.vmID = vmID
