@@ -236,6 +236,8 @@ final class FakeVM: PodVM, Sendable {
     }
     let state = Mutex(State())
 
+    let fakeDevices = FakeDevices()
+
     init(stateDirectory: String, guest: FakeGuest = FakeGuest(), shares: FakeShares = FakeShares(), disks: FakeDisks = FakeDisks()) {
         self.stateDirectory = stateDirectory
         self.guestAgent = guest
@@ -276,6 +278,7 @@ final class FakeVM: PodVM, Sendable {
     func guest() async -> (any PodGuest)? { state.withLock { $0.running } ? guestAgent : nil }
     func shares() async -> (any ContainerShares)? { state.withLock { $0.running } ? fakeShares : nil }
     func disks() async -> (any ContainerDisks)? { state.withLock { $0.running } ? fakeDisks : nil }
+    func devices() async -> (any ContainerDevices)? { state.withLock { $0.running } ? fakeDevices : nil }
     func dumpStacks() async throws -> String { "fake" }
 }
 
@@ -303,14 +306,15 @@ struct PodRig {
     /// Set on each VM the pod makes.
     let configure: @Sendable (FakeVM) -> Void
 
-    /// `layers`: the layer cache's directory (default: one in the rig's root).
-    init(layers: String? = nil, configure: @escaping @Sendable (FakeVM) -> Void = { _ in }) {
+    /// `layers`: the layer cache's directory (default: one in the rig's root); `sysfs`: the
+    /// host's sysfs as the pod sees it.
+    init(layers: String? = nil, sysfs: String = "/sys", configure: @escaping @Sendable (FakeVM) -> Void = { _ in }) {
         root = "/tmp/skiff-pod-\(UUID().uuidString.prefix(8))"
         try? FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
         let vms = self.vms
         let rootDir = root
         pod = PodController(events: events, logger: Logger(label: "test"), stateRoot: root + "/state", rootfs: rootfs,
-                            layers: LayerCache(directory: layers ?? root + "/layers")) { id, state in
+                            layers: LayerCache(directory: layers ?? root + "/layers"), sysfs: sysfs) { id, state in
             let vm = FakeVM(stateDirectory: state)
             configure(vm)
             vms.append(vm)

@@ -1,4 +1,5 @@
 import Foundation
+import SkiffSupport
 import Glibc
 import Synchronization
 @testable import VMController
@@ -63,6 +64,8 @@ final class FakeHost: VMHost, @unchecked Sendable {
     func removeNetworkInterface(id: String) async throws {}
     func attachDisk(id: String, path: String, readOnly: Bool, controller: Int, lun: Int) async throws {}
     func detachDisk(id: String) async throws {}
+    func addPCIDevice(id: String, driver: String, properties: [String: JSONValue]) async throws -> String { "0000:00:03.0" }
+    func removePCIDevice(id: String) async throws {}
     var vcpus = 1
     var maxVCPUs = 4
     func setVCPUs(_ count: Int) async throws {
@@ -108,6 +111,9 @@ final class FakeGuest: GuestSession, @unchecked Sendable {
         GuestBlockDevice(path: "/dev/sd\(Character(UnicodeScalar(UInt8(97 + lun))))", major: 8, minor: UInt32(16 * lun))
     }
     func ejectSCSIDisk(controller: Int, lun: Int) async throws {}
+    func waitPCIDevice(rootPort: String, driverOverride: String, timeout: Duration) async throws -> GuestPCIDevice {
+        GuestPCIDevice(address: "0000:01:00.0", vendor: 0x1234, device: 0x11e8, driver: driverOverride)
+    }
     func configureInterface(mac: String, mtu: Int, addresses: [String], routes: [PodRoute], timeout: Duration) async throws -> String { "eth0" }
 
     /// CPUs the guest manages to bring online, whatever is asked (nil: all that are asked).

@@ -20,7 +20,7 @@ final class FakeVPCI: VPCIHost, VPCIGuest, Sendable {
         return "0000:00:0\(id.last ?? "0").0"
     }
     func removePCIDevice(id: String) async throws { try call("remove \(id)") }
-    func waitPCIDevice(rootPort: String, timeout: Duration) async throws -> GuestPCIDevice {
+    func waitPCIDevice(rootPort: String, driverOverride: String, timeout: Duration) async throws -> GuestPCIDevice {
         try call("wait \(rootPort)")
         return GuestPCIDevice(address: "0000:01:00.0", vendor: 0x1234, device: 0x11e8, driver: "edu")
     }

@@ -62,7 +62,13 @@ let loadDiskModules: @Sendable () async -> Void = {
         }
     }
 }
-let service = AgentService(reaper: reaper, modulesPending: isInit, loadDiskModules: loadDiskModules)
+// A driver an assigned PCI device is bound to (driver_override) loads when first asked for.
+let pci = PCIDevices(loadModule: { name in
+    guard isInit else { return }
+    var loader = ModuleLoader()
+    loader.load(name).failures.forEach { log("module \($0)") }
+})
+let service = AgentService(reaper: reaper, modulesPending: isInit, pci: pci, loadDiskModules: loadDiskModules)
 
 if isInit {
     log("started")

@@ -153,7 +153,7 @@ extension ContainerController {
         }
         var remaining = releases
         do {
-            try await Self.release(&remaining, guest: guest, shares: shares, disks: disks, rootfs: rootfs, containerID: id, logger: logger,
+            try await Self.release(&remaining, guest: guest, shares: shares, disks: disks, devices: devices, rootfs: rootfs, containerID: id, logger: logger,
                                    stopAtFailure: true)
         } catch {
             // What is left stays for the next Delete, which resumes there.

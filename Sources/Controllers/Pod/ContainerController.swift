@@ -36,6 +36,7 @@ public actor ContainerController {
         case rootfs(String)
         case share(Plan9Controller.ShareID)
         case disk(SCSIController.DiskID)
+        case pciDevice(VPCIController.DeviceID)
         case guestMount(String)
         case file(String)
         case guestContainer
@@ -48,6 +49,7 @@ public actor ContainerController {
     let guest: any PodGuest
     let shares: any ContainerShares
     let disks: (any ContainerDisks)?
+    let devices: (any ContainerDevices)?
     let rootfs: any RootfsMounter
     let events: any TaskEvents
     let logger: Logger
@@ -60,13 +62,15 @@ public actor ContainerController {
     var holdsVolumes = false
 
     init(id: String, bundle: TaskBundle, guestBundle: String, guest: any PodGuest, shares: any ContainerShares,
-         disks: (any ContainerDisks)?, rootfs: any RootfsMounter, events: any TaskEvents, logger: Logger, initProcess: ProcessController, releases: [Release]) {
+         disks: (any ContainerDisks)?, devices: (any ContainerDevices)?, rootfs: any RootfsMounter, events: any TaskEvents, logger: Logger,
+         initProcess: ProcessController, releases: [Release]) {
         self.id = id
         self.bundle = bundle
         self.guestBundle = guestBundle
         self.guest = guest
         self.shares = shares
         self.disks = disks
+        self.devices = devices
         self.rootfs = rootfs
         self.events = events
         self.logger = logger
@@ -85,10 +89,14 @@ public actor ContainerController {
         var podPids: Set<UInt32>
         /// The VM's disks (SCSI), for the spec's block devices and a root on block devices.
         var disks: (any ContainerDisks)?
+        /// The VM's PCI devices (vPCI), for the spec's VFIO devices.
+        var devices: (any ContainerDevices)?
         /// containerd's overlay snapshots become disks (else they are shared over Plan9).
         var rootOnBlock: Bool
         var layers: LayerCache
         var scratchMiB: Int
+        /// Where the host's sysfs is (its block devices, IOMMU groups and PCI functions).
+        var sysfs = "/sys"
     }
 
     /// Creates the container (see the type's doc for the steps and their undoing).
@@ -99,7 +107,8 @@ public actor ContainerController {
         var taken: [Release] = []
         do throws(SkiffError) {
             // What the spec asks for is checked before anything is made.
-            let volumes = try BlockVolumes.plan(spec)
+            let volumes = try BlockVolumes.plan(spec, sysfs: place.sysfs)
+            let vfio = try VFIODevices.plan(spec, sysfs: place.sysfs)
             let binds = try GuestSpec.bindMounts(of: spec)
             let deviceRoot = BlockRootfs.device(of: request.rootfs)
             let overlay = place.rootOnBlock && place.disks != nil ? BlockRootfs.overlay(of: request.rootfs) : nil
@@ -120,6 +129,12 @@ public actor ContainerController {
                 guestRoot = rootSpec.mounts?.first?.source
             }
             try await BlockVolumes.attach(volumes, to: &spec, disks: place.disks, taken: &taken)
+            try await VFIODevices.assign(vfio.devices, to: place.devices, taken: &taken)
+            if !vfio.dropped.isEmpty, var linux = spec.linux, let devices = linux.devices {
+                linux.devices = devices.enumerated().filter { !vfio.dropped.contains($0.offset) }.map(\.element)
+                spec.linux = linux
+                place.logger.info("guest spec of \(request.id): VFIO nodes left out (their devices are the VM's): \(vfio.devices.map(\.identity))")
+            }
             var guestSources: [Int: String] = [:]
             for mount in binds {
                 guestSources[mount.index] = try await share(mount.source, readOnly: mount.readOnly, with: place.shares, taken: &taken)
@@ -148,13 +163,15 @@ public actor ContainerController {
             await process.launched(pid: pid, io: io)
             let container = ContainerController(
                 id: request.id, bundle: bundle, guestBundle: guestBundle, guest: place.guest, shares: place.shares,
-                disks: place.disks, rootfs: place.rootfs, events: place.events, logger: place.logger, initProcess: process, releases: taken)
+                disks: place.disks, devices: place.devices, rootfs: place.rootfs, events: place.events, logger: place.logger,
+                initProcess: process, releases: taken)
             await process.setOnExit { [weak container] in await container?.initExited() }
             await container.setHoldsVolumes(!volumes.isEmpty || deviceRoot != nil)
             return container
         } catch {
             var remaining = taken
-            try? await release(&remaining, guest: place.guest, shares: place.shares, disks: place.disks, rootfs: place.rootfs, containerID: request.id,
+            try? await release(&remaining, guest: place.guest, shares: place.shares, disks: place.disks, devices: place.devices, rootfs: place.rootfs,
+                               containerID: request.id,
                           logger: place.logger, stopAtFailure: false)
             throw error
         }
@@ -183,10 +200,11 @@ public actor ContainerController {
     /// (it stays, with those below it, for a retry) and throws; else logs it and goes on.
     /// What lived in the guest counts as released when the VM or its agent is gone.
     static func release(_ releases: inout [Release], guest: any ContainerGuest, shares: any ContainerShares, disks: (any ContainerDisks)?,
+                        devices: (any ContainerDevices)?,
                         rootfs: any RootfsMounter, containerID: String, logger: Logger, stopAtFailure: Bool) async throws(SkiffError) {
         while let last = releases.last {
             do {
-                try await perform(last, guest: guest, shares: shares, disks: disks, rootfs: rootfs, containerID: containerID)
+                try await perform(last, guest: guest, shares: shares, disks: disks, devices: devices, rootfs: rootfs, containerID: containerID)
             } catch {
                 if last.livesInTheVM, error.code == .unavailable || error.code == .notFound {
                     logger.info("releasing \(last) of \(containerID): gone with the VM (\(error.message))")
@@ -201,6 +219,7 @@ public actor ContainerController {
     }
 
     private static func perform(_ release: Release, guest: any ContainerGuest, shares: any ContainerShares, disks: (any ContainerDisks)?,
+                                devices: (any ContainerDevices)?,
                                 rootfs: any RootfsMounter, containerID: String) async throws(SkiffError) {
         switch release {
         case .guestContainer:
@@ -210,6 +229,9 @@ public actor ContainerController {
         case let .disk(id):
             guard let disks else { return }
             try await guestCall("detach a disk of \(containerID)") { try await disks.unmapFromGuest(id) }
+        case let .pciDevice(id):
+            guard let devices else { return }
+            try await guestCall("remove a PCI device of \(containerID)") { try await devices.removeFromVM(id) }
         case let .guestMount(path):
             try await guestCall("unmount \(path) in the VM") { try await guest.unmount(path: path) }
         case let .file(path):
@@ -226,7 +248,7 @@ extension ContainerController.Release {
     /// Held in the VM (so gone when the VM is).
     var livesInTheVM: Bool {
         switch self {
-        case .guestContainer, .share, .disk, .guestMount: return true
+        case .guestContainer, .share, .disk, .pciDevice, .guestMount: return true
         case .file, .rootfs: return false
         }
     }

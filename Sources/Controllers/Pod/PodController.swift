@@ -38,6 +38,7 @@ public actor PodController {
     private let makeVM: PodVMFactory
     private let rootfs: any RootfsMounter
     private let layers: LayerCache
+    private let sysfs: String
 
     var vm: (any PodVM)?
     var containers: [String: ContainerController] = [:]
@@ -46,7 +47,7 @@ public actor PodController {
     private let lifecycle = AsyncMutex()
 
     public init(events: any TaskEvents, logger: Logger, scope: String = "", stateRoot: String = "/run/skiff", imageDirectory: String? = nil,
-                rootfs: any RootfsMounter = HostRootfs(), layers: LayerCache = LayerCache(),
+                rootfs: any RootfsMounter = HostRootfs(), layers: LayerCache = LayerCache(), sysfs: String = "/sys",
                 makeVM: @escaping PodVMFactory = { id, state in VMController(id: id, stateDirectory: state) }) {
         self.events = events
         self.logger = logger
@@ -55,6 +56,7 @@ public actor PodController {
         self.imageDirectory = imageDirectory
         self.rootfs = rootfs
         self.layers = layers
+        self.sysfs = sysfs
         self.makeVM = makeVM
     }
 
@@ -86,7 +88,7 @@ public actor PodController {
             }
             container = try await ContainerController.create(request, spec: spec, in: .init(
                 guest: guest, shares: shares, rootfs: rootfs, events: events, logger: logger, podPids: podPids,
-                disks: await vm.disks(), rootOnBlock: options.rootfs == .block, layers: layers, scratchMiB: options.scratchMiB))
+                disks: await vm.disks(), devices: await vm.devices(), rootOnBlock: options.rootfs == .block, layers: layers, scratchMiB: options.scratchMiB, sysfs: sysfs))
         } catch {
             creating.remove(request.id)
             if await terminateVMIfUnused() { unlink(bundle.vmFile) }

@@ -28,6 +28,8 @@ public protocol PodVM: Sendable {
     func shares() async -> (any ContainerShares)?
     /// Disk images attached to the VM (SCSI), once it runs.
     func disks() async -> (any ContainerDisks)?
+    /// PCI devices assigned to the VM (vPCI), once it runs.
+    func devices() async -> (any ContainerDevices)?
     /// The agent's threads, for diagnostics.
     func dumpStacks() async throws -> String
 }
@@ -51,6 +53,14 @@ public protocol ContainerDisks: Sendable {
     /// Where the disk is mounted in the guest (a raw disk: its device's path), and its device.
     func mapDeviceToGuest(_ id: SCSIController.DiskID) async throws -> (mountPath: String, device: GuestBlockDevice)
     func unmapFromGuest(_ id: SCSIController.DiskID) async throws
+}
+
+/// PCI devices assigned to the VM (the vPCI sub-controller): reserve by identity, add (the
+/// guest has it with a driver bound), remove; refcounted by identity.
+public protocol ContainerDevices: Sendable {
+    func reserve(_ device: VPCIController.Device) async throws -> VPCIController.DeviceID
+    func addToVM(_ id: VPCIController.DeviceID) async throws -> GuestPCIDevice
+    func removeFromVM(_ id: VPCIController.DeviceID) async throws
 }
 
 /// Mounts containerd's rootfs mounts on the host (into the bundle, which the guest sees).

@@ -23,6 +23,8 @@ public struct SandboxConfig: Sendable, Equatable {
     public var rootfs: RootfsMode = .ninep
     /// The size of a container's scratch disk (sparse: only what is written takes space), MiB.
     public var scratchMiB = 1024
+    /// PCIe root ports for hot-added PCI devices (assigned devices and NICs).
+    public var pciRootPorts = 4
 
     public enum RootfsMode: String, Sendable, Equatable { case block, ninep = "9p" }
 
@@ -39,6 +41,7 @@ public struct SandboxConfig: Sendable, Equatable {
         options.imageDirectory = imageDirectory
         options.bootTimeout = bootTimeout
         options.disksEarly = rootfs == .block
+        options.pciRootPorts = pciRootPorts
         return options
     }
 
@@ -114,6 +117,9 @@ public struct SandboxConfig: Sendable, Equatable {
         case "rootfs":
             guard let mode = RootfsMode(rawValue: value) else { throw .invalidArgument("\(key)=\(value): block or 9p") }
             self.rootfs = mode
+        case "pci-ports":
+            guard let n = Int(value), (0...16).contains(n) else { throw .invalidArgument("\(key)=\(value): 0 to 16 root ports") }
+            self.pciRootPorts = n
         case "scratch-mib":
             guard let mib = Int(value), (16...1_048_576).contains(mib) else { throw .invalidArgument("\(key)=\(value): 16 to 1048576 MiB") }
             self.scratchMiB = mib

@@ -10,8 +10,12 @@ extension VMController: PodVM {
     public func shares() async -> (any ContainerShares)? { plan9 }
 
     public func disks() async -> (any ContainerDisks)? { scsi }
+
+    public func devices() async -> (any ContainerDevices)? { vpci }
 }
 
 extension SCSIController: ContainerDisks {}
+
+extension VPCIController: ContainerDevices {}
 
 extension Plan9Controller: ContainerShares {}

@@ -56,6 +56,15 @@ extension GuestConnection: GuestSession {
         return GuestBlockDevice(path: "/dev/" + answer.device, major: answer.major, minor: answer.minor)
     }
 
+    public func waitPCIDevice(rootPort: String, driverOverride: String, timeout: Duration) async throws -> GuestPCIDevice {
+        let answer = try await agent.waitPCIDevice(.with {
+            $0.rootPort = rootPort
+            $0.driverOverride = driverOverride
+            $0.timeoutMs = UInt32(clamping: timeout.components.seconds * 1000)
+        }, options: TTRPCCallOptions(timeout: timeout + .seconds(10)))
+        return GuestPCIDevice(address: answer.address, vendor: answer.vendor, device: answer.device, driver: answer.driver)
+    }
+
     public func ejectSCSIDisk(controller: Int, lun: Int) async throws {
         _ = try await agent.ejectSCSIDisk(.with { $0.controller = UInt32(controller); $0.lun = UInt32(lun) })
     }

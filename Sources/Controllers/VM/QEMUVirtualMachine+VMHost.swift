@@ -1,4 +1,5 @@
 import Glibc
+import SkiffSupport
 import VMManager
 
 extension QEMUVirtualMachine: VMHost {
@@ -21,6 +22,20 @@ extension QEMUVirtualMachine: VMHost {
     public func detachDisk(id: String) async throws {
         try await removeDevice(id: id)
         try await removeBlockNode(name: "node-\(id)")
+    }
+
+    public func addPCIDevice(id: String, driver: String, properties: [String: JSONValue]) async throws -> String {
+        let slot = try await addPCIDevice(id: id, driver: driver, properties: properties) as Int
+        do {
+            return try await rootPortAddress(slot: slot)
+        } catch {
+            try? await removeDevice(id: id)
+            throw error
+        }
+    }
+
+    public func removePCIDevice(id: String) async throws {
+        try await removeDevice(id: id)
     }
 
     public func removeNetworkInterface(id: String) async throws {

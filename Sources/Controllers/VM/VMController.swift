@@ -58,6 +58,8 @@ public actor VMController {
     public private(set) var network: NetworkController?
     /// The pod's disks, once the VM runs.
     public private(set) var scsi: SCSIController?
+    /// PCI devices assigned to the VM, once it runs.
+    public private(set) var vpci: VPCIController?
     private var exitWatcher: Task<Void, Never>?
     private var terminatedWaiters: [CheckedContinuation<Void, Never>] = []
     private let transitions = AsyncMutex()
@@ -148,6 +150,7 @@ public actor VMController {
             self.host = host
             network = NetworkController(host: LinuxNetworkHost(vm: host), handles: handles, logger: logger)
             scsi = SCSIController(controllers: document.scsiControllers, host: VMSCSIHost(vm: host), handles: handles)
+            vpci = VPCIController(host: VMVPCIHost(vm: host), handles: handles)
             startTime = Date()
             let qemuUp = ContinuousClock.now - begun
             watchExit(of: host)
@@ -159,6 +162,7 @@ public actor VMController {
                 await plan9?.attach(guest: guest)
                 await network?.attach(guest: guest)
                 await scsi?.attach(guest: guest)
+                await vpci?.attach(guest: guest)
             } catch {
                 state = .invalid
                 logger.error("StartVM failed after the VM process started: \(error)")
@@ -244,6 +248,7 @@ public actor VMController {
         var failures: [String] = []
         if let plan9 { failures += await plan9.releaseAll() }
         await scsi?.releaseAll()
+        await vpci?.releaseAll()
         if let network {
             await network.attach(guest: nil)
             failures += await network.tearDown(vmGone: true)

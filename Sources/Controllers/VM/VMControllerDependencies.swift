@@ -1,5 +1,6 @@
 import AgentAPI
 import Glibc
+import SkiffSupport
 import StdioMux
 import VMManager
 
@@ -25,6 +26,11 @@ public protocol VMHost: Sendable {
     func attachDisk(id: String, path: String, readOnly: Bool, controller: Int, lun: Int) async throws
     /// Unplugs a disk attached so (once the guest let it go) and closes its image.
     func detachDisk(id: String) async throws
+    /// Hot-adds a PCI device of QEMU `driver` with `properties` on a free root port; the
+    /// guest's address of that port.
+    func addPCIDevice(id: String, driver: String, properties: [String: JSONValue]) async throws -> String
+    /// Unplugs a PCI device added so, once the guest let it go.
+    func removePCIDevice(id: String) async throws
     var processID: pid_t? { get async }
 }
 
@@ -49,7 +55,7 @@ public struct AgentChannels: Sendable {
 }
 
 /// What the controller (and its Plan9 sub-controller) asks of a connected guest agent.
-public protocol GuestSession: Plan9Guest, NetworkGuest, SCSIGuest {
+public protocol GuestSession: Plan9Guest, NetworkGuest, SCSIGuest, VPCIGuest {
     /// The agent's channels for the service layer (nil for a guest that has none, as fakes).
     var channels: AgentChannels? { get }
     func run(_ args: [String], id: String, stdin: [UInt8]) async throws -> GuestCommandResult

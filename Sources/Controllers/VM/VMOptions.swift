@@ -21,6 +21,8 @@ public struct VMOptions: Sendable, Equatable {
     /// The pod's roots come on disks: the guest loads the disks' filesystems right after
     /// its boot rather than at the first disk mount (kernel argument `skiff.disks=early`).
     public var disksEarly = false
+    /// PCIe root ports for hot-added PCI devices (assigned devices and the pod's NICs), 0 to 16.
+    public var pciRootPorts = 4
 
     public init() {}
 }
@@ -45,6 +47,7 @@ extension VMController {
                 .memory(mib: options.memoryMiB).vcpus(options.vcpus).accelerator(accelerator)
                 .share(hostPath: stateDirectory + "/share", tag: Self.shareTag)
                 .appendingKernelArguments(options.disksEarly ? [Self.disksEarlyArgument] : [])
+                .pciHotplugSlots(options.pciRootPorts)
                 .build()
         } catch {
             throw .invalidArgument("\(error)")

@@ -31,3 +31,11 @@ extension AgentService {
         return .init()
     }
 }
+
+extension AgentService {
+    public func waitPCIDevice(_ request: Skiff_Agent_V1_WaitPCIDeviceRequest, context: TTRPCServerContext) async throws -> Skiff_Agent_V1_WaitPCIDeviceResponse {
+        // pciehp and the drivers come with the modules loaded after the boot.
+        await allModulesReadyWait()
+        return try await pci.wait(request)
+    }
+}

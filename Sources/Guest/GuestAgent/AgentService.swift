@@ -21,6 +21,7 @@ public final class AgentService: Skiff_Agent_V1_AgentService, Sendable {
     let crun: CrunRunner
     let network: NetworkConfig
     let disks: SCSIDisks
+    let pci: PCIDevices
     /// Loads the disks' filesystem modules (once, at the first disk mount).
     private let loadDiskModules: @Sendable () async -> Void
     private let diskModules = Locked<Task<Void, Never>?>(nil)
@@ -39,10 +40,11 @@ public final class AgentService: Skiff_Agent_V1_AgentService, Sendable {
     /// mounts that need them wait.
     public init(reaper: ExitReaper, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton, modulesPending: Bool = false,
                 cpus: CPUOnline = CPUOnline(), crun: CrunRunner = CrunRunner(), network: NetworkConfig = NetworkConfig(), disks: SCSIDisks = SCSIDisks(),
-                loadDiskModules: @escaping @Sendable () async -> Void = {}) {
+                pci: PCIDevices = PCIDevices(), loadDiskModules: @escaping @Sendable () async -> Void = {}) {
         self.reaper = reaper
         self.loadDiskModules = loadDiskModules
         self.disks = disks
+        self.pci = pci
         self.crun = crun
         self.network = network
         self.cpus = cpus

@@ -30,16 +30,35 @@ extension QEMUVirtualMachine {
     }
 
     /// Hot-adds a PCI device of `driver` (for example `vfio-pci` with a `host` property) on a
-    /// free hot-plug root port.
-    public func addPCIDevice(id: String, driver: String, properties: [String: JSONValue] = [:]) async throws(VMManagerError) {
+    /// free hot-plug root port; that port's slot.
+    @discardableResult
+    public func addPCIDevice(id: String, driver: String, properties: [String: JSONValue] = [:]) async throws(VMManagerError) -> Int {
         var arguments = properties
         arguments["driver"] = .string(driver)
         arguments["id"] = .string(id)
-        try await addOnHotplugSlot(id: id, arguments)
+        return try await addOnHotplugSlot(id: id, arguments)
     }
 
-    /// `device_add` on the first free root port, which stays taken until `removeDevice`.
-    private func addOnHotplugSlot(id: String, _ arguments: [String: JSONValue]) async throws(VMManagerError) {
+    /// The PCI address (`0000:00:03.0`) of hot-plug root port `slot`, as the guest has it:
+    /// QMP `query-pci` reads it from the machine's configuration space (QEMU's qapi/pci.json).
+    public func rootPortAddress(slot: Int) async throws(VMManagerError) -> String {
+        let port = QEMUCommandLine.hotplugSlotID(slot)
+        for bus in try await execute("query-pci").arrayValue ?? [] {
+            for device in bus["devices"]?.arrayValue ?? [] where device["qdev_id"]?.stringValue == port {
+                guard let number = bus["bus"]?.intValue, let slot = device["slot"]?.intValue, let function = device["function"]?.intValue else { continue }
+                func hex(_ value: Int, _ width: Int) -> String {
+                    let digits = String(value, radix: 16)
+                    return String(repeating: "0", count: max(0, width - digits.count)) + digits
+                }
+                return "0000:\(hex(number, 2)):\(hex(slot, 2)).\(hex(function, 1))"
+            }
+        }
+        throw .invalidConfiguration("no root port \(port) in query-pci")
+    }
+
+    /// `device_add` on the first free root port, which stays taken until `removeDevice`; its slot.
+    @discardableResult
+    private func addOnHotplugSlot(id: String, _ arguments: [String: JSONValue]) async throws(VMManagerError) -> Int {
         guard !hotplugSlots.contains(id) else { throw .invalidConfiguration("a device \(id) is already plugged") }
         guard let slot = hotplugSlots.firstIndex(of: nil) else {
             throw .invalidConfiguration("all \(hotplugSlots.count) PCI hot-plug slots are taken")
@@ -53,6 +72,7 @@ extension QEMUVirtualMachine {
             hotplugSlots[slot] = nil
             throw error
         }
+        return slot
     }
 
     /// Hot-adds a virtio NIC on a tap device QEMU opens by name.

@@ -8,9 +8,10 @@ public protocol VPCIHost: Sendable {
     func removePCIDevice(id: String) async throws
 }
 
-/// What it needs of the guest: the device found behind its root port, with a driver bound.
+/// What it needs of the guest: the device found behind its root port, with a driver bound
+/// (`driverOverride`, when not empty: that one).
 public protocol VPCIGuest: Sendable {
-    func waitPCIDevice(rootPort: String, timeout: Duration) async throws -> GuestPCIDevice
+    func waitPCIDevice(rootPort: String, driverOverride: String, timeout: Duration) async throws -> GuestPCIDevice
 }
 
 /// A PCI device as the guest sees it: its address (`0000:01:00.0`), ids and bound driver.
@@ -65,10 +66,13 @@ public actor VPCIController {
         public var identity: String
         public var driver: String
         public var properties: [String: JSONValue]
-        public init(identity: String, driver: String, properties: [String: JSONValue] = [:]) {
+        /// The guest driver to bind it to (empty: whichever binds by itself).
+        public var guestDriver: String
+        public init(identity: String, driver: String, properties: [String: JSONValue] = [:], guestDriver: String = "") {
             self.identity = identity
             self.driver = driver
             self.properties = properties
+            self.guestDriver = guestDriver
         }
     }
 
@@ -152,7 +156,7 @@ public actor VPCIController {
                 entries[id]?.rootPort = rootPort
             }
             do {
-                let seen = try await guest.waitPCIDevice(rootPort: rootPort, timeout: guestTimeout)
+                let seen = try await guest.waitPCIDevice(rootPort: rootPort, driverOverride: entry.device.guestDriver, timeout: guestTimeout)
                 entries[id]?.state = .ready
                 entries[id]?.guest = seen
                 return seen

@@ -774,6 +774,41 @@ public nonisolated struct Skiff_Agent_V1_MountSCSIDiskResponse: Sendable {
   public init() {}
 }
 
+public nonisolated struct Skiff_Agent_V1_WaitPCIDeviceRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var rootPort: String = String()
+
+  public var timeoutMs: UInt32 = 0
+
+  public var driverOverride: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Skiff_Agent_V1_WaitPCIDeviceResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// The device's guest address (`0000:01:00.0`), its vendor and device ids, its driver.
+  public var address: String = String()
+
+  public var vendor: UInt32 = 0
+
+  public var device: UInt32 = 0
+
+  public var driver: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
 public nonisolated struct Skiff_Agent_V1_MountOverlayRequest: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -2304,6 +2339,91 @@ nonisolated extension Skiff_Agent_V1_MountSCSIDiskResponse: SwiftProtobuf.Messag
     if lhs.device != rhs.device {return false}
     if lhs.major != rhs.major {return false}
     if lhs.minor != rhs.minor {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Skiff_Agent_V1_WaitPCIDeviceRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".WaitPCIDeviceRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}root_port\0\u{3}timeout_ms\0\u{3}driver_override\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.rootPort) }()
+      case 2: try { try decoder.decodeSingularUInt32Field(value: &self.timeoutMs) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.driverOverride) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.rootPort.isEmpty {
+      try visitor.visitSingularStringField(value: self.rootPort, fieldNumber: 1)
+    }
+    if self.timeoutMs != 0 {
+      try visitor.visitSingularUInt32Field(value: self.timeoutMs, fieldNumber: 2)
+    }
+    if !self.driverOverride.isEmpty {
+      try visitor.visitSingularStringField(value: self.driverOverride, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Skiff_Agent_V1_WaitPCIDeviceRequest, rhs: Skiff_Agent_V1_WaitPCIDeviceRequest) -> Bool {
+    if lhs.rootPort != rhs.rootPort {return false}
+    if lhs.timeoutMs != rhs.timeoutMs {return false}
+    if lhs.driverOverride != rhs.driverOverride {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Skiff_Agent_V1_WaitPCIDeviceResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".WaitPCIDeviceResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}address\0\u{1}vendor\0\u{1}device\0\u{1}driver\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.address) }()
+      case 2: try { try decoder.decodeSingularUInt32Field(value: &self.vendor) }()
+      case 3: try { try decoder.decodeSingularUInt32Field(value: &self.device) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.driver) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.address.isEmpty {
+      try visitor.visitSingularStringField(value: self.address, fieldNumber: 1)
+    }
+    if self.vendor != 0 {
+      try visitor.visitSingularUInt32Field(value: self.vendor, fieldNumber: 2)
+    }
+    if self.device != 0 {
+      try visitor.visitSingularUInt32Field(value: self.device, fieldNumber: 3)
+    }
+    if !self.driver.isEmpty {
+      try visitor.visitSingularStringField(value: self.driver, fieldNumber: 4)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Skiff_Agent_V1_WaitPCIDeviceResponse, rhs: Skiff_Agent_V1_WaitPCIDeviceResponse) -> Bool {
+    if lhs.address != rhs.address {return false}
+    if lhs.vendor != rhs.vendor {return false}
+    if lhs.device != rhs.device {return false}
+    if lhs.driver != rhs.driver {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

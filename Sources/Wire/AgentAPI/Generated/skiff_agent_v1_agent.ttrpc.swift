@@ -33,6 +33,7 @@ public protocol Skiff_Agent_V1_AgentService: TTRPCServiceProvider {
     func mountSCSIDisk(_ request: Skiff_Agent_V1_MountSCSIDiskRequest, context: TTRPCServerContext) async throws -> Skiff_Agent_V1_MountSCSIDiskResponse
     func ejectSCSIDisk(_ request: Skiff_Agent_V1_SCSIDiskAddress, context: TTRPCServerContext) async throws -> Skiff_Agent_V1_Empty
     func mountOverlay(_ request: Skiff_Agent_V1_MountOverlayRequest, context: TTRPCServerContext) async throws -> Skiff_Agent_V1_Empty
+    func waitPCIDevice(_ request: Skiff_Agent_V1_WaitPCIDeviceRequest, context: TTRPCServerContext) async throws -> Skiff_Agent_V1_WaitPCIDeviceResponse
 }
 
 extension Skiff_Agent_V1_AgentService {
@@ -117,6 +118,9 @@ extension Skiff_Agent_V1_AgentService {
             },
             .unary("MountOverlay") { (request: Skiff_Agent_V1_MountOverlayRequest, context) in
                 try await self.mountOverlay(request, context: context)
+            },
+            .unary("WaitPCIDevice") { (request: Skiff_Agent_V1_WaitPCIDeviceRequest, context) in
+                try await self.waitPCIDevice(request, context: context)
             },
         ]
     }
@@ -233,5 +237,9 @@ public struct Skiff_Agent_V1_AgentClient: Sendable {
 
     public func mountOverlay(_ request: Skiff_Agent_V1_MountOverlayRequest, options: TTRPCCallOptions = TTRPCCallOptions()) async throws -> Skiff_Agent_V1_Empty {
         try await client.unary(service: Self.serviceName, method: "MountOverlay", request: request, options: options)
+    }
+
+    public func waitPCIDevice(_ request: Skiff_Agent_V1_WaitPCIDeviceRequest, options: TTRPCCallOptions = TTRPCCallOptions()) async throws -> Skiff_Agent_V1_WaitPCIDeviceResponse {
+        try await client.unary(service: Self.serviceName, method: "WaitPCIDevice", request: request, options: options)
     }
 }

@@ -1,0 +1,78 @@
+import Foundation
+import Glibc
+import Testing
+import VMController
+import VMManager
+
+/// The vPCI sub-controller against a booted VM, with QEMU's emulated PCI devices standing in
+/// for host devices (these machines have no IOMMU, so no real VFIO): each goes the same path a
+/// `vfio-pci` device would (hot-add on a root port, the guest waits behind that port for the
+/// device and its driver, removal waits for the guest to let it go).
+@Suite(.serialized, .timeLimit(.minutes(3))) struct VPCIDeviceTests {
+    @Test func anEmulatedDeviceIsAssignedBoundInTheGuestAndRemoved() async throws {
+        let state = "/tmp/skiff-vpci-\(UUID().uuidString.prefix(8))"
+        defer { try? FileManager.default.removeItem(atPath: state) }
+        let vm = VMController(id: "vpci-\(getpid())", stateDirectory: state)
+        var options = VMOptions()
+        options.accelerator = .tcg
+        try await vm.createVM(options: options)
+        do {
+            try await vm.startVM(bootTimeout: .seconds(90))
+            let vpci = try #require(await vm.vpci)
+            // QEMU's `edu` (1234:11e8) has no driver of its own: the guest binds it to pci-stub.
+            let id = try await vpci.reserve(.init(identity: "edu-0", driver: "edu", guestDriver: "pci-stub"))
+            let seen = try await vpci.addToVM(id)
+            #expect(seen.vendor == 0x1234 && seen.device == 0x11e8 && seen.driver == "pci-stub", "\(seen)")
+            let inGuest = try await vm.execIntoHost(["sh", "-c", "cat /sys/bus/pci/devices/\(seen.address)/vendor; readlink /sys/bus/pci/devices/\(seen.address)/driver"])
+            #expect(String(decoding: inGuest.stdout, as: UTF8.self).hasPrefix("0x1234\n"), "\(String(decoding: inGuest.stdout, as: UTF8.self))")
+            #expect(try HandlesFile.read(from: vm.handlesPath).pciDevices == ["edu-0"])
+
+            // `pci-testdev` with no driver to bind: the guest sees it, no driver comes, and it is
+            // AssignedInvalid; its removal still unplugs it.
+            let bare = try await vpci.reserve(.init(identity: "testdev-0", driver: "pci-testdev"))
+            await #expect(throws: VMControllerError.self) { _ = try await vpci.addToVM(bare) }
+            #expect(await vpci.assignments.first { $0.id == bare }?.state == .assignedInvalid)
+            try await vpci.removeFromVM(bare)
+
+            try await vpci.removeFromVM(id)
+            let gone = try await vm.execIntoHost(["sh", "-c", "test -e /sys/bus/pci/devices/\(seen.address) && echo present || echo gone; grep -l 0x11e8 /sys/bus/pci/devices/*/device || true"])
+            #expect(String(decoding: gone.stdout, as: UTF8.self) == "gone\n", "the guest let both go: \(String(decoding: gone.stdout, as: UTF8.self))")
+            #expect(await vpci.assignments.isEmpty)
+            #expect(try HandlesFile.read(from: vm.handlesPath).pciDevices == [])
+        } catch {
+            try? await vm.terminateVM()
+            throw error
+        }
+        try await vm.terminateVM()
+    }
+
+    @Test func aDeviceBeyondTheFreeRootPortsIsAClearError() async throws {
+        let state = "/tmp/skiff-vpci-\(UUID().uuidString.prefix(8))"
+        defer { try? FileManager.default.removeItem(atPath: state) }
+        let vm = VMController(id: "vpcifull-\(getpid())", stateDirectory: state)
+        var options = VMOptions()
+        options.accelerator = .tcg
+        options.pciRootPorts = 1
+        try await vm.createVM(options: options)
+        do {
+            try await vm.startVM(bootTimeout: .seconds(90))
+            let vpci = try #require(await vm.vpci)
+            let first = try await vpci.reserve(.init(identity: "edu-a", driver: "edu", guestDriver: "pci-stub"))
+            _ = try await vpci.addToVM(first)
+            let second = try await vpci.reserve(.init(identity: "edu-b", driver: "edu", guestDriver: "pci-stub"))
+            do {
+                _ = try await vpci.addToVM(second)
+                Issue.record("a second device found a root port in a VM with one")
+            } catch {
+                #expect("\(error)".contains("hot-plug slots are taken"), "\(error)")
+            }
+            #expect(await vpci.assignments.first { $0.id == second }?.state == .removed)
+            try await vpci.removeFromVM(second)
+            try await vpci.removeFromVM(first)
+        } catch {
+            try? await vm.terminateVM()
+            throw error
+        }
+        try await vm.terminateVM()
+    }
+}
