@@ -32,6 +32,13 @@ final class FakeDevices: ContainerDevices, Sendable {
         }
     }
     func removeFromVM(_ id: VPCIController.DeviceID) async throws { _ = state.withLock { $0.held.removeValue(forKey: id.value) } }
+    var assignments: [VPCIController.Assignment] {
+        state.withLock { state in
+            state.held.sorted { $0.key < $1.key }.map { id, device in
+                VPCIController.Assignment(id: .init(value: id), identity: device.identity, driver: device.driver, state: .ready, references: 1, guest: nil)
+            }
+        }
+    }
 }
 
 /// `linux.devices` VFIO entries (a Kubernetes device plugin's `/dev/vfio/N`) resolve to the

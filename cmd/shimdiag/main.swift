@@ -56,7 +56,7 @@ struct ShimDiag: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "shimdiag",
         abstract: "Diagnostics of a running Skiff shim and its VM.",
-        subcommands: [Exec.self, Stacks.self, Tasks.self, Share.self, Pid.self])
+        subcommands: [Exec.self, Stacks.self, Tasks.self, Share.self, Pid.self, Devices.self])
 }
 
 /// A command in the VM itself, outside every container; its output comes back, and shimdiag
@@ -155,6 +155,19 @@ struct Stacks: AsyncParsableCommand {
     func run() async throws {
         let stacks = try await target.withDiag { try await $0.stacks(.init()) }
         print("== shim ==\n\(stacks.stacks)== guest agent ==\n\(stacks.guestStacks)", terminator: "")
+    }
+}
+
+struct Devices: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "The PCI devices assigned to the pod's VM.")
+    @OptionGroup var target: ShimTarget
+
+    func run() async throws {
+        let devices = try await target.withDiag { try await $0.devices(.init()) }.devices
+        for device in devices {
+            let guest = device.guestAddress.isEmpty ? "" : " guest \(device.guestAddress) (\(device.guestDriver))"
+            print("\(device.identity) \(device.driver) \(device.state) references \(device.references)\(guest)")
+        }
     }
 }
 

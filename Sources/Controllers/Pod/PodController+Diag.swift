@@ -75,4 +75,10 @@ extension PodController {
         guard let vm else { throw .failedPrecondition("the VM is not running") }
         return try await guestCall("guest stacks") { try await vm.dumpStacks() }
     }
+
+    /// The PCI devices assigned to the VM (none when it does not run).
+    public func pciDevices() async -> [VPCIController.Assignment] {
+        guard let devices = await vm?.devices() else { return [] }
+        return await devices.assignments
+    }
 }

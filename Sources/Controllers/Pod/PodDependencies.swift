@@ -61,6 +61,8 @@ public protocol ContainerDevices: Sendable {
     func reserve(_ device: VPCIController.Device) async throws -> VPCIController.DeviceID
     func addToVM(_ id: VPCIController.DeviceID) async throws -> GuestPCIDevice
     func removeFromVM(_ id: VPCIController.DeviceID) async throws
+    /// What the VM holds, for diagnostics.
+    var assignments: [VPCIController.Assignment] { get async }
 }
 
 /// Mounts containerd's rootfs mounts on the host (into the bundle, which the guest sees).

@@ -61,6 +61,22 @@ public final class DiagService: Skiff_Diag_V1_ShimDiagService, Sendable {
         }
     }
 
+    public func devices(_ request: Skiff_Diag_V1_DevicesRequest, context: TTRPCServerContext) async throws -> Skiff_Diag_V1_DevicesResponse {
+        let assigned = await pod.pciDevices()
+        return .with {
+            $0.devices = assigned.map { device in
+                .with {
+                    $0.identity = device.identity
+                    $0.driver = device.driver
+                    $0.state = device.state.rawValue
+                    $0.references = UInt32(clamping: device.references)
+                    $0.guestAddress = device.guest?.address ?? ""
+                    $0.guestDriver = device.guest?.driver ?? ""
+                }
+            }
+        }
+    }
+
     public func pid(_ request: Skiff_Diag_V1_PidRequest, context: TTRPCServerContext) async throws -> Skiff_Diag_V1_PidResponse {
         .with { $0.pid = getpid() }
     }

@@ -88,6 +88,14 @@ public actor VPCIController {
         public var state: State
         public var references: Int
         public var guest: GuestPCIDevice?
+        public init(id: DeviceID, identity: String, driver: String, state: State, references: Int, guest: GuestPCIDevice?) {
+            self.id = id
+            self.identity = identity
+            self.driver = driver
+            self.state = state
+            self.references = references
+            self.guest = guest
+        }
     }
 
     struct Entry {

@@ -12,6 +12,7 @@ public protocol Skiff_Diag_V1_ShimDiagService: TTRPCServiceProvider {
     func tasks(_ request: Skiff_Diag_V1_TasksRequest, context: TTRPCServerContext) async throws -> Skiff_Diag_V1_TasksResponse
     func share(_ request: Skiff_Diag_V1_ShareRequest, context: TTRPCServerContext) async throws -> Skiff_Diag_V1_ShareResponse
     func pid(_ request: Skiff_Diag_V1_PidRequest, context: TTRPCServerContext) async throws -> Skiff_Diag_V1_PidResponse
+    func devices(_ request: Skiff_Diag_V1_DevicesRequest, context: TTRPCServerContext) async throws -> Skiff_Diag_V1_DevicesResponse
 }
 
 extension Skiff_Diag_V1_ShimDiagService {
@@ -33,6 +34,9 @@ extension Skiff_Diag_V1_ShimDiagService {
             },
             .unary("Pid") { (request: Skiff_Diag_V1_PidRequest, context) in
                 try await self.pid(request, context: context)
+            },
+            .unary("Devices") { (request: Skiff_Diag_V1_DevicesRequest, context) in
+                try await self.devices(request, context: context)
             },
         ]
     }
@@ -65,5 +69,9 @@ public struct Skiff_Diag_V1_ShimDiagClient: Sendable {
 
     public func pid(_ request: Skiff_Diag_V1_PidRequest, options: TTRPCCallOptions = TTRPCCallOptions()) async throws -> Skiff_Diag_V1_PidResponse {
         try await client.unary(service: Self.serviceName, method: "Pid", request: request, options: options)
+    }
+
+    public func devices(_ request: Skiff_Diag_V1_DevicesRequest, options: TTRPCCallOptions = TTRPCCallOptions()) async throws -> Skiff_Diag_V1_DevicesResponse {
+        try await client.unary(service: Self.serviceName, method: "Devices", request: request, options: options)
     }
 }
