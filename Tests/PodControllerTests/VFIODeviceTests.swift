@@ -89,6 +89,17 @@ final class FakeDevices: ContainerDevices, Sendable {
         #expect(throws: SkiffError.self, "neither a group nor a cdev") { try VFIODevices.plan(spec(["/dev/vfio/../kvm"]), sysfs: sys) }
     }
 
+    @Test func aHostDriversDynamicDeviceNumberIsRefusedAndFixedOnesPass() throws {
+        func check(_ major: Int64, _ path: String = "/dev/x") throws {
+            try VFIODevices.checkCharacterDevices(OCISpec(linux: OCISpec.Linux(devices: [OCISpec.Device(path: path, type: "c", major: major, minor: 0)])))
+        }
+        try check(10, "/dev/fuse")
+        try check(1, "/dev/null")
+        try check(243, "/dev/vfio/7")
+        #expect(throws: SkiffError.self, "a dynamic major (nvidia-uvm style)") { try check(237, "/dev/nvidia-uvm") }
+        #expect(throws: SkiffError.self) { try check(500) }
+    }
+
     @Test func aContainerGetsItsGroupsDevicesInTheVMAndDeleteRemovesThem() async throws {
         let sys = try sysfs()
         defer { try? FileManager.default.removeItem(atPath: sys) }

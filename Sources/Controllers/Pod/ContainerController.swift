@@ -109,6 +109,7 @@ public actor ContainerController {
             // What the spec asks for is checked before anything is made.
             let volumes = try BlockVolumes.plan(spec, sysfs: place.sysfs)
             let vfio = try VFIODevices.plan(spec, sysfs: place.sysfs)
+            try VFIODevices.checkCharacterDevices(spec)
             let binds = try GuestSpec.bindMounts(of: spec)
             let deviceRoot = BlockRootfs.device(of: request.rootfs)
             let overlay = place.rootOnBlock && place.disks != nil ? BlockRootfs.overlay(of: request.rootfs) : nil

@@ -53,6 +53,21 @@ enum VFIODevices {
         return (devices, dropped)
     }
 
+    /// Character devices whose major number the host's kernel handed out at run time
+    /// (Documentation/admin-guide/devices.txt: 234-254 and 384-511 are dynamic): they name a
+    /// host driver's device, which the VM does not have, and the guest would make a node with
+    /// them that opens nothing or something else. InvalidArgument, naming the entry. Fixed
+    /// numbers (`/dev/fuse` 10:229, `/dev/net/tun` 10:200, …) mean the same device in the guest,
+    /// where crun makes the node; VFIO and block entries are handled apart.
+    static func checkCharacterDevices(_ spec: OCISpec) throws(SkiffError) {
+        for entry in spec.linux?.devices ?? [] where entry.type == "c" || entry.type == "u" {
+            guard let path = entry.path, !path.hasPrefix("/dev/vfio/"), let major = entry.major else { continue }
+            if (234...254).contains(major) || (384...511).contains(major) {
+                throw .invalidArgument("device \(path) (\(major):\(entry.minor ?? 0)) is a host driver's device with a number given at run time; it has no meaning inside the pod's VM")
+            }
+        }
+    }
+
     /// Assigns `devices` to the VM, recording each release as soon as it is reserved.
     static func assign(_ devices: [VPCIController.Device], to vm: (any ContainerDevices)?,
                        taken: inout [ContainerController.Release]) async throws(SkiffError) {
