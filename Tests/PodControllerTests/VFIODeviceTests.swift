@@ -115,6 +115,7 @@ final class FakeDevices: ContainerDevices, Sendable {
         _ = try await rig.pod.create(request)
         let vm = try #require(rig.vm)
         #expect(vm.fakeDevices.held.map(\.identity) == ["0000:3b:00.0", "0000:3b:00.1"])
+        #expect(await rig.pod.pciDevices().map(\.identity) == ["0000:3b:00.0", "0000:3b:00.1"], "what shimdiag devices lists")
         let guestSpec = try #require(JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: request.bundle + "/" + GuestSpec.fileName))) as? [String: Any])
         let devices = ((guestSpec["linux"] as? [String: Any])?["devices"] as? [[String: Any]])?.compactMap { $0["path"] as? String }
         #expect(devices == ["/dev/fuse"])
