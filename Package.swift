@@ -234,7 +234,7 @@ let package = Package(
         ),
         .testTarget(
             name: "VMControllerTests",
-            dependencies: ["VMController", "VMManager", "GuestManager", "AgentAPI"]
+            dependencies: ["VMController", "VMManager", "GuestManager", "AgentAPI", "SkiffSupport"]
         ),
         .testTarget(
             name: "VMIntegrationTests",
