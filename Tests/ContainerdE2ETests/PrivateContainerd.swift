@@ -30,6 +30,12 @@ final class PrivateContainerd: @unchecked Sendable {
         _ = try Self.shell("\(scripts)/make-test-image \(dir)/image.tar && ctr --address \(socket) image import \(dir)/image.tar")
     }
 
+    /// The last lines of containerd's log (its shims' log lines among them), for a failure's message.
+    func logTail(lines: Int = 40) -> String {
+        let text = (try? String(contentsOfFile: dir + "/containerd.log", encoding: .utf8)) ?? ""
+        return text.split(separator: "\n").suffix(lines).joined(separator: "\n")
+    }
+
     func stop() {
         _ = try? Self.shell("\(scripts)/containerd-private stop \(dir)")
     }
