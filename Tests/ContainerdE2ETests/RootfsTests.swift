@@ -18,7 +18,7 @@ extension ContainerdE2E {
             try await withContainerd { cd async throws in
                 let script = "mkdir /data; i=0; while [ $i -lt 2000 ]; do echo $i > /data/f$i; i=$((i+1)); done; ls /data | wc -l; cat /data/f1999; grep \" / \" /proc/mounts | cut -d\" \" -f3"
                 let run = try await cd.ctr("run --rm \(Self.runtime) \(Self.image) rf1 sh -c '\(script)'")
-                #expect(run.status == 0, "\(run.output)")
+                #expect(run.status == 0, "\(run.output)\n\(cd.logTail())")
                 #expect(run.output.split(separator: "\n").map(String.init) == ["2000", "1999", "overlay"], "\(run.output)")
             }
         }
@@ -26,14 +26,16 @@ extension ContainerdE2E {
         @Test func thePodsContainersShareTheirLayerDisksAndASecondPodHitsTheCache() async throws {
             try await withContainerd { cd async throws in
                 let pod = "--annotation io.kubernetes.cri.sandbox-id=layers1"
-                #expect(try await cd.ctr("run -d \(pod) \(Self.runtime) \(Self.image) la sleep 600").status == 0)
+                let first = try await cd.ctr("run -d \(pod) \(Self.runtime) \(Self.image) la sleep 600")
+                #expect(first.status == 0, "\(first.output)\n\(cd.logTail())")
                 let afterFirst = cachedImages()
                 let second = try await cd.ctr("run -d \(pod) \(Self.runtime) \(Self.image) lb sleep 600")
-                #expect(second.status == 0, "\(second.output)")
+                #expect(second.status == 0, "\(second.output)\n\(cd.logTail())")
                 // One layer disk for both, and a scratch disk each.
                 let disks = await cd.shimdiag("exec", "layers1 grep -c ^/dev/sd /proc/mounts")
                 #expect(disks.output.trimmingCharacters(in: .whitespacesAndNewlines) == "3", "\(disks.output)")
-                #expect(try await cd.ctr("run --rm \(Self.runtime) \(Self.image) other true").status == 0)
+                let other = try await cd.ctr("run --rm \(Self.runtime) \(Self.image) other true")
+                #expect(other.status == 0, "\(other.output)\n\(cd.logTail())")
                 #expect(cachedImages() == afterFirst, "the second pod made no new layer image")
                 for id in ["la", "lb"] {
                     #expect(try await cd.ctr("task rm -f \(id)").status == 0)
