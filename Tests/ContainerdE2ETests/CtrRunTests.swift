@@ -158,13 +158,7 @@ extension ContainerdE2E {
                 #expect(skiffQEMUs().count == 1)
                 _ = try PrivateContainerd.shell("pkill -9 -f '[c]ontainerd-shim-skiff-v2.*-id k1'")
                 // containerd sees the shim go, runs `shim delete`, and marks the task stopped.
-                var state = ""
-                for _ in 0..<200 {
-                    state = try await cd.ctr("task ls").output
-                    if !state.contains("RUNNING") { break }
-                    try await Task.sleep(for: .milliseconds(50))
-                }
-                #expect(!state.contains("RUNNING"), "\(state)")
+                try await waitForDeadShim(cd)
                 for _ in 0..<100 where !skiffQEMUs().isEmpty { try await Task.sleep(for: .milliseconds(50)) }
                 _ = try await cd.ctr("task delete k1")
                 #expect(try await cd.ctr("container delete k1").status == 0)

@@ -98,10 +98,7 @@ extension ContainerdE2E {
                 #expect(try await cd.ctr("run -d --with-ns network:\(net.path) \(Self.runtime) \(Self.image) k9 sleep 600").status == 0)
                 #expect(net.leftovers().contains("ingress"))
                 _ = try PrivateContainerd.shell("pkill -9 -f '^[^ ]*containerd-shim-skiff-v2 .*-id k9'")
-                for _ in 0..<100 {
-                    if !(try await cd.ctr("task ls").output.contains("RUNNING")) { break }
-                    try await Task.sleep(for: .milliseconds(100))
-                }
+                try await waitForDeadShim(cd)
                 _ = try await cd.ctr("task rm -f k9")
                 #expect(try await cd.ctr("container rm k9").status == 0)
                 // containerd runs `shim delete` for a dead shim on its own time: `task ls` may stop

@@ -154,6 +154,17 @@ func withContainerd(_ body: (PrivateContainerd) async throws -> Void) async thro
     #expect(vmDirs.isEmpty, "VM state left: \(vmDirs)")
 }
 
+/// After its shim was killed: waits (10 s at most) until `ctr task ls` no longer shows the task
+/// RUNNING, which containerd does once it sees the shim gone; its own cleanup (`shim delete`)
+/// may still be under way.
+func waitForDeadShim(_ cd: PrivateContainerd) async throws {
+    for _ in 0..<200 {
+        if !(try await cd.ctr("task ls").output.contains("RUNNING")) { return }
+        try await Task.sleep(for: .milliseconds(50))
+    }
+    Issue.record("a task still shows RUNNING: \(try await cd.ctr("task ls").output)")
+}
+
 /// Waits until `ctr task ls` shows `status` for task `id` (10 s at most).
 func waitUntil(_ cd: PrivateContainerd, task id: String, shows status: String) async throws {
     for _ in 0..<200 {

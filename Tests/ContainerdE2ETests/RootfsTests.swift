@@ -60,13 +60,7 @@ extension ContainerdE2E {
                 #expect(!scratch.isEmpty, "the running container has its scratch disk")
                 let cached = cachedImages()
                 _ = try PrivateContainerd.shell("pkill -9 -f '[c]ontainerd-shim-skiff-v2.*-id kb'")
-                var state = ""
-                for _ in 0..<200 {
-                    state = try await cd.ctr("task ls").output
-                    if !state.contains("RUNNING") { break }
-                    try await Task.sleep(for: .milliseconds(50))
-                }
-                #expect(!state.contains("RUNNING"), "\(state)")
+                try await waitForDeadShim(cd)
                 _ = try await cd.ctr("task delete kb")
                 #expect(try await cd.ctr("container delete kb").status == 0)
                 for _ in 0..<100 where !skiffQEMUs().isEmpty { try await Task.sleep(for: .milliseconds(50)) }

@@ -62,6 +62,16 @@ final class FakeDevices: ContainerDevices, Sendable {
         return sys
     }
 
+    /// Sets the bundle's `linux.devices` to `devices`.
+    private func setDevices(_ request: Containerd_Task_V2_CreateTaskRequest, _ devices: [[String: Any]]) throws {
+        let path = request.bundle + "/config.json"
+        var json = try #require(JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: path))) as? [String: Any])
+        var linux = try #require(json["linux"] as? [String: Any])
+        linux["devices"] = devices
+        json["linux"] = linux
+        try JSONSerialization.data(withJSONObject: json).write(to: URL(fileURLWithPath: path))
+    }
+
     private func spec(_ devices: [String]) -> OCISpec {
         OCISpec(linux: OCISpec.Linux(devices: devices.map { OCISpec.Device(path: $0, type: "c", major: 243, minor: 0) }))
     }
@@ -106,12 +116,7 @@ final class FakeDevices: ContainerDevices, Sendable {
         let rig = PodRig(sysfs: sys)
         defer { rig.cleanUp() }
         let request = try rig.bundle("gpu")
-        let path = request.bundle + "/config.json"
-        var json = try #require(JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: path))) as? [String: Any])
-        var linux = try #require(json["linux"] as? [String: Any])
-        linux["devices"] = [["path": "/dev/vfio/7", "type": "c", "major": 243, "minor": 0], ["path": "/dev/fuse", "type": "c", "major": 10, "minor": 229]]
-        json["linux"] = linux
-        try JSONSerialization.data(withJSONObject: json).write(to: URL(fileURLWithPath: path))
+        try setDevices(request, [["path": "/dev/vfio/7", "type": "c", "major": 243, "minor": 0], ["path": "/dev/fuse", "type": "c", "major": 10, "minor": 229]])
         _ = try await rig.pod.create(request)
         let vm = try #require(rig.vm)
         #expect(vm.fakeDevices.held.map(\.identity) == ["0000:3b:00.0", "0000:3b:00.1"])
@@ -127,12 +132,7 @@ final class FakeDevices: ContainerDevices, Sendable {
         let rig = PodRig()
         defer { rig.cleanUp() }
         let request = try rig.bundle("gpu", binds: 1)
-        let path = request.bundle + "/config.json"
-        var json = try #require(JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: path))) as? [String: Any])
-        var linux = try #require(json["linux"] as? [String: Any])
-        linux["devices"] = [["path": "/dev/vfio/42", "type": "c", "major": 243, "minor": 0]]
-        json["linux"] = linux
-        try JSONSerialization.data(withJSONObject: json).write(to: URL(fileURLWithPath: path))
+        try setDevices(request, [["path": "/dev/vfio/42", "type": "c", "major": 243, "minor": 0]])
         #expect(await errorCode { _ = try await rig.pod.create(request) } == .invalidArgument)
         #expect(rig.vm?.fakeShares.held == 0 && rig.vm?.fakeDevices.held.isEmpty == true)
         #expect(await rig.pod.isEmpty)
@@ -144,12 +144,7 @@ final class FakeDevices: ContainerDevices, Sendable {
         let rig = PodRig(sysfs: sys) { $0.fakeDevices.failAdd(true) }
         defer { rig.cleanUp() }
         let request = try rig.bundle("gpu", binds: 1)
-        let path = request.bundle + "/config.json"
-        var json = try #require(JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: path))) as? [String: Any])
-        var linux = try #require(json["linux"] as? [String: Any])
-        linux["devices"] = [["path": "/dev/vfio/7", "type": "c", "major": 243, "minor": 0]]
-        json["linux"] = linux
-        try JSONSerialization.data(withJSONObject: json).write(to: URL(fileURLWithPath: path))
+        try setDevices(request, [["path": "/dev/vfio/7", "type": "c", "major": 243, "minor": 0]])
         await #expect(throws: SkiffError.self) { _ = try await rig.pod.create(request) }
         #expect(rig.vm?.fakeDevices.held.isEmpty == true && rig.vm?.fakeShares.held == 0)
     }

@@ -3,17 +3,22 @@ import Synchronization
 import Testing
 @testable import VMController
 
-/// The SCSI controller's host and guest, in memory: each call recorded, any failing on demand.
-final class FakeSCSI: SCSIHost, SCSIGuest, Sendable {
+/// Calls to a sub-controller's fake host and guest, in order; a call whose first word is
+/// marked failing throws.
+class RecordedCalls: @unchecked Sendable {
     let log = Mutex<[String]>([])
     let failing = Mutex<Set<String>>([])
     var calls: [String] { log.withLock { $0 } }
     func fail(_ call: String, _ on: Bool = true) { failing.withLock { if on { $0.insert(call) } else { $0.remove(call) } } }
 
-    private func call(_ what: String) throws {
+    func call(_ what: String) throws {
         log.withLock { $0.append(what) }
         if failing.withLock({ $0.contains(String(what.split(separator: " ")[0])) }) { throw VMControllerError.operationFailed("injected \(what)") }
     }
+}
+
+/// The SCSI controller's host and guest, in memory: each call recorded, any failing on demand.
+final class FakeSCSI: RecordedCalls, SCSIHost, SCSIGuest, @unchecked Sendable {
     func attachDisk(id: String, path: String, readOnly: Bool, controller: Int, lun: Int) async throws { try call("attach \(id) \(readOnly ? "ro" : "rw")") }
     func detachDisk(id: String) async throws { try call("detach \(id)") }
     func mountSCSIDisk(controller: Int, lun: Int, path: String, fstype: String, options: [String], readOnly: Bool) async throws -> GuestBlockDevice {

@@ -5,16 +5,7 @@ import Testing
 @testable import VMController
 
 /// The vPCI controller's host and guest, in memory: each call recorded, any failing on demand.
-final class FakeVPCI: VPCIHost, VPCIGuest, Sendable {
-    let log = Mutex<[String]>([])
-    let failing = Mutex<Set<String>>([])
-    var calls: [String] { log.withLock { $0 } }
-    func fail(_ call: String, _ on: Bool = true) { failing.withLock { if on { $0.insert(call) } else { $0.remove(call) } } }
-
-    private func call(_ what: String) throws {
-        log.withLock { $0.append(what) }
-        if failing.withLock({ $0.contains(String(what.split(separator: " ")[0])) }) { throw VMControllerError.operationFailed("injected \(what)") }
-    }
+final class FakeVPCI: RecordedCalls, VPCIHost, VPCIGuest, @unchecked Sendable {
     func addPCIDevice(id: String, driver: String, properties: [String: JSONValue]) async throws -> String {
         try call("add \(id) \(driver)")
         return "0000:00:0\(id.last ?? "0").0"

@@ -32,12 +32,8 @@ enum BlockRootfs {
     /// containerd's rootfs when it is one mount of a filesystem on a host block device or image
     /// file (a devmapper or erofs snapshotter's): it goes to the VM as it is.
     static func device(of mounts: [Containerd_Types_Mount]) -> BlockVolumes.Volume? {
-        guard mounts.count == 1, let mount = mounts.first, !BlockVolumes.virtualTypes.contains(mount.type),
-              mount.source.hasPrefix("/") else { return nil }
-        var info = stat()
-        guard stat(mount.source, &info) == 0, info.st_mode & S_IFMT == S_IFBLK || info.st_mode & S_IFMT == S_IFREG else { return nil }
-        let config = SCSIController.MountConfig(fstype: mount.type, options: mount.options.filter { !BlockVolumes.hostOnlyOptions.contains($0) })
-        return .mount(index: 0, source: mount.source, config: config, readOnly: mount.options.contains("ro"))
+        guard mounts.count == 1, let mount = mounts.first else { return nil }
+        return BlockVolumes.diskMount(index: 0, type: mount.type, source: mount.source, options: mount.options)
     }
 
     /// The guest path of the container's root.

@@ -36,14 +36,10 @@ enum BlockVolumes {
             let options = mount.options ?? []
             guard let type = mount.type, !virtualTypes.contains(type), !options.contains("bind"), !options.contains("rbind"),
                   let source = mount.source, source.hasPrefix("/") else { continue }
-            var info = stat()
-            guard stat(source, &info) == 0 else {
+            guard access(source, F_OK) == 0 else {
                 throw .invalidArgument("mount \(index) (\(type) on \(mount.destination ?? "?")): source \(source) does not exist")
             }
-            let kind = info.st_mode & S_IFMT
-            guard kind == S_IFBLK || kind == S_IFREG else { continue }
-            let config = SCSIController.MountConfig(fstype: type, options: options.filter { !hostOnlyOptions.contains($0) })
-            volumes.append(.mount(index: index, source: source, config: config, readOnly: options.contains("ro")))
+            if let volume = diskMount(index: index, type: type, source: source, options: options) { volumes.append(volume) }
         }
         for (index, device) in (spec.linux?.devices ?? []).enumerated() where device.type == "b" {
             guard let major = device.major, let minor = device.minor else {
@@ -52,6 +48,16 @@ enum BlockVolumes {
             volumes.append(.device(index: index, source: try hostDevice(major: major, minor: minor, sysfs: sysfs)))
         }
         return volumes
+    }
+
+    /// A mount of filesystem `type` from `source` as a disk for the VM, when `source` is a host
+    /// block device or an image file (nil for a directory, a missing path, a virtual filesystem).
+    static func diskMount(index: Int, type: String, source: String, options: [String]) -> Volume? {
+        guard !virtualTypes.contains(type), source.hasPrefix("/") else { return nil }
+        var info = stat()
+        guard stat(source, &info) == 0, info.st_mode & S_IFMT == S_IFBLK || info.st_mode & S_IFMT == S_IFREG else { return nil }
+        let config = SCSIController.MountConfig(fstype: type, options: options.filter { !hostOnlyOptions.contains($0) })
+        return .mount(index: index, source: source, config: config, readOnly: options.contains("ro"))
     }
 
     /// The host's block device with numbers `major`:`minor`, by the kernel's name for it

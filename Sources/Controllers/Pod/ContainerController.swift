@@ -124,10 +124,9 @@ public actor ContainerController {
                                                        disks: disks, layers: place.layers, guest: place.guest, taken: &taken)
             }
             var spec = spec
-            if let deviceRoot {
-                var rootSpec = OCISpec(mounts: [OCISpec.Mount()])
-                try await BlockVolumes.attach([deviceRoot], to: &rootSpec, disks: place.disks, taken: &taken)
-                guestRoot = rootSpec.mounts?.first?.source
+            if case let .mount(_, source, config, readOnly) = deviceRoot {
+                guard let disks = place.disks else { throw .unavailable("the VM has no SCSI controller for a root on a disk") }
+                guestRoot = try await BlockVolumes.attach(source, readOnly: readOnly, mount: config, disks: disks, taken: &taken).mountPath
             }
             try await BlockVolumes.attach(volumes, to: &spec, disks: place.disks, taken: &taken)
             try await VFIODevices.assign(vfio.devices, to: place.devices, taken: &taken)
