@@ -25,10 +25,16 @@ final class FakeDevices: ContainerDevices, Sendable {
             return VPCIController.DeviceID(value: state.next)
         }
     }
+    /// Bound to its guest driver; one asked to bind to vfio-pci is in guest IOMMU group 20+id,
+    /// its node 246:id.
     func addToVM(_ id: VPCIController.DeviceID) async throws -> GuestPCIDevice {
         try state.withLock { state in
             if state.failAdd { throw Injected(what: "add PCI device") }
-            return GuestPCIDevice(address: "0000:01:00.0", vendor: 0x10de, device: 0x1eb8, driver: "nvidia")
+            guard state.held[id.value]?.guestDriver == "vfio-pci" else {
+                return GuestPCIDevice(address: "0000:01:00.0", vendor: 0x10de, device: 0x1eb8, driver: "nvidia")
+            }
+            return GuestPCIDevice(address: "0000:0\(id.value):00.0", vendor: 0x10de, device: 0x1eb8, driver: "vfio-pci",
+                                  vfioGroup: .init(group: UInt32(20 + id.value), major: 246, minor: UInt32(id.value)))
         }
     }
     func removeFromVM(_ id: VPCIController.DeviceID) async throws { _ = state.withLock { $0.held.removeValue(forKey: id.value) } }
@@ -83,6 +89,64 @@ final class FakeDevices: ContainerDevices, Sendable {
         #expect(plan.devices.map(\.identity) == ["0000:3b:00.0", "0000:3b:00.1"], "the cdev's function is the group's second, once")
         #expect(plan.devices.allSatisfy { $0.driver == "vfio-pci" && $0.properties["host"] == .string($0.identity) })
         #expect(plan.dropped == [1, 2, 3], "/dev/fuse stays")
+        #expect(plan.mode == .vfio && plan.devices.allSatisfy { $0.guestDriver == "vfio-pci" }, "bound to vfio-pci in the guest, as under runc")
+    }
+
+    /// A spec as a device plugin and containerd's CRI make it: the nodes, and a rule allowing each.
+    private func pluginSpec(_ paths: [(String, Int64, Int64)], annotations: [String: String]? = nil) -> OCISpec {
+        let rules = [OCISpec.Resources.DeviceRule(type: "a", extra: ["allow": .bool(false), "access": .string("rwm")])]
+            + paths.map { OCISpec.Resources.DeviceRule(type: "c", major: $0.1, minor: $0.2, extra: ["allow": .bool(true), "access": .string("rw")]) }
+        return OCISpec(linux: OCISpec.Linux(
+            devices: paths.map { OCISpec.Device(path: $0.0, type: "c", major: $0.1, minor: $0.2, extra: ["fileMode": 438]) },
+            resources: OCISpec.Resources(devices: rules)), annotations: annotations)
+    }
+
+    @Test func inVFIOModeTheContainerGetsTheGuestsGroupNodesAndRulesForThem() throws {
+        let sys = try sysfs()
+        defer { try? FileManager.default.removeItem(atPath: sys) }
+        let spec = pluginSpec([("/dev/vfio/vfio", 10, 196), ("/dev/vfio/7", 243, 0), ("/dev/fuse", 10, 229)])
+        let plan = try VFIODevices.plan(spec, sysfs: sys)
+        let seen = ["0000:3b:00.0": GuestPCIDevice(address: "0000:01:00.0", vendor: 1, device: 2, driver: "vfio-pci", vfioGroup: .init(group: 3, major: 246, minor: 0)),
+                    "0000:3b:00.1": GuestPCIDevice(address: "0000:02:00.0", vendor: 1, device: 2, driver: "vfio-pci", vfioGroup: .init(group: 4, major: 246, minor: 1))]
+        let guest = try VFIODevices.rewrite(spec, plan: plan, seen: seen)
+        let nodes = guest.linux?.devices?.map { "\($0.path ?? "") \($0.major ?? -1):\($0.minor ?? -1)" }
+        #expect(nodes == ["/dev/vfio/vfio 10:196", "/dev/vfio/3 246:0", "/dev/vfio/4 246:1", "/dev/fuse 10:229"],
+                "host group 7's two functions are guest groups 3 and 4")
+        #expect(guest.linux?.devices?[1].extra["fileMode"] == 438, "the entry's mode and owner carry over")
+        let allowed = guest.linux?.resources?.devices?.filter { $0.type == "c" }.map { "\($0.major ?? -1):\($0.minor ?? -1)" }
+        #expect(allowed == ["10:196", "246:0", "246:1", "10:229"], "the host group's rule became the guest groups'")
+    }
+
+    @Test func aCdevEntryBecomesTheGuestsGroupAndTheVFIOContainer() throws {
+        let sys = try sysfs()
+        defer { try? FileManager.default.removeItem(atPath: sys) }
+        let spec = pluginSpec([("/dev/vfio/devices/vfio0", 511, 0)])
+        let plan = try VFIODevices.plan(spec, sysfs: sys)
+        let seen = ["0000:3b:00.1": GuestPCIDevice(address: "0000:01:00.0", vendor: 1, device: 2, driver: "vfio-pci", vfioGroup: .init(group: 3, major: 246, minor: 0))]
+        let guest = try VFIODevices.rewrite(spec, plan: plan, seen: seen)
+        #expect(guest.linux?.devices?.map { $0.path ?? "" } == ["/dev/vfio/3", "/dev/vfio/vfio"], "the guest kernel has only the group interface")
+        #expect(guest.linux?.resources?.devices?.filter { $0.type == "c" }.map { "\($0.major ?? -1):\($0.minor ?? -1)" } == ["246:0", "10:196"])
+        do {
+            _ = try VFIODevices.rewrite(spec, plan: plan, seen: ["0000:3b:00.1": GuestPCIDevice(address: "0000:01:00.0", vendor: 1, device: 2, driver: "vfio-pci")])
+            Issue.record("a device with no VFIO group in the guest")
+        } catch { #expect(error.code == .failedPrecondition && error.message.contains("no VFIO group"), "\(error.message)") }
+    }
+
+    @Test func inGuestKernelModeTheVFIOEntriesAndTheirRulesLeave() throws {
+        let sys = try sysfs()
+        defer { try? FileManager.default.removeItem(atPath: sys) }
+        let spec = pluginSpec([("/dev/vfio/vfio", 10, 196), ("/dev/vfio/7", 243, 0), ("/dev/fuse", 10, 229)],
+                              annotations: [VFIODevices.modeAnnotation: "guest-kernel"])
+        let plan = try VFIODevices.plan(spec, sysfs: sys)
+        #expect(plan.devices.allSatisfy { $0.guestDriver.isEmpty }, "whichever guest driver binds")
+        let guest = try VFIODevices.rewrite(spec, plan: plan, seen: [:])
+        #expect(guest.linux?.devices?.map { $0.path ?? "" } == ["/dev/fuse"])
+        #expect(guest.linux?.resources?.devices?.filter { $0.type == "c" }.map { "\($0.major ?? -1):\($0.minor ?? -1)" } == ["10:229"])
+        let bad = pluginSpec([("/dev/vfio/7", 243, 0)], annotations: [VFIODevices.modeAnnotation: "passthrough"])
+        do {
+            _ = try VFIODevices.plan(bad, sysfs: sys)
+            Issue.record("an unknown mode")
+        } catch { #expect(error.code == .invalidArgument && error.message.contains("passthrough"), "\(error.message)") }
     }
 
     @Test func aMissingGroupOrAFunctionNotOnVFIOIsRefusedWithItsCode() throws {
@@ -123,7 +187,7 @@ final class FakeDevices: ContainerDevices, Sendable {
         #expect(await rig.pod.pciDevices().map(\.identity) == ["0000:3b:00.0", "0000:3b:00.1"], "what shimdiag devices lists")
         let guestSpec = try #require(JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: request.bundle + "/" + GuestSpec.fileName))) as? [String: Any])
         let devices = ((guestSpec["linux"] as? [String: Any])?["devices"] as? [[String: Any]])?.compactMap { $0["path"] as? String }
-        #expect(devices == ["/dev/fuse"])
+        #expect(devices == ["/dev/vfio/21", "/dev/vfio/22", "/dev/fuse"], "the guest's groups of the two functions")
         try await rig.pod.delete(id: "gpu", execID: "")
         #expect(vm.fakeDevices.held.isEmpty)
     }

@@ -46,6 +46,53 @@ import VMManager
         try await vm.terminateVM()
     }
 
+    /// As a container under runc drives a VFIO device: the guest binds the device to vfio-pci
+    /// behind the VM's emulated IOMMU, the agent names the group's node, and a container
+    /// (crun in the guest as the agent runs it, with the group node and a device rule for it in its spec, as the
+    /// shim writes them) opens the group, which works only for a viable group.
+    @Test func aDeviceBoundToVFIOInTheGuestIsAGroupAContainerOpens() async throws {
+        let state = "/tmp/skiff-vpci-\(UUID().uuidString.prefix(8))"
+        defer { try? FileManager.default.removeItem(atPath: state) }
+        let vm = VMController(id: "vpcivfio-\(getpid())", stateDirectory: state)
+        var options = VMOptions()
+        options.accelerator = .tcg
+        try await vm.createVM(options: options)
+        do {
+            try await vm.startVM(bootTimeout: .seconds(90))
+            let vpci = try #require(await vm.vpci)
+            let id = try await vpci.reserve(.init(identity: "edu-vfio", driver: "edu", guestDriver: "vfio-pci"))
+            let seen = try await vpci.addToVM(id)
+            let group = try #require(seen.vfioGroup, "\(seen)")
+            #expect(seen.driver == "vfio-pci")
+            let node = try await vm.execIntoHost(["sh", "-c", "stat -c '%t:%T' /dev/vfio/\(group.group); test -d /sys/module/vfio_iommu_type1 && echo type1"])
+            #expect(String(decoding: node.stdout, as: UTF8.self) == "\(String(group.major, radix: 16)):\(String(group.minor, radix: 16))\ntype1\n",
+                    "the node the agent named, and vfio's soft dependency loaded: \(node)")
+
+            let config = """
+            {"ociVersion": "1.0.2", "root": {"path": "rootfs"},
+             "process": {"args": ["/bin/sh", "-c", "exec 3<>/dev/vfio/\(group.group) && echo opened"], "cwd": "/", "user": {"uid": 0, "gid": 0}},
+             "mounts": [{"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "mode=755"]}],
+             "linux": {"namespaces": [{"type": "pid"}, {"type": "mount"}],
+                       "devices": [{"path": "/dev/vfio/\(group.group)", "type": "c", "major": \(group.major), "minor": \(group.minor), "fileMode": 438}],
+                       "resources": {"devices": [{"allow": false, "access": "rwm"},
+                                                 {"allow": true, "type": "c", "major": \(group.major), "minor": \(group.minor), "access": "rw"}]}}}
+            """
+            let run = try await vm.execIntoHost(["sh", "-c", """
+                mkdir -p /tmp/vfioc && mount -t tmpfs tmpfs /tmp/vfioc && mkdir -p /tmp/vfioc/rootfs/bin && cp /bin/busybox /tmp/vfioc/rootfs/bin/ && ln -sf busybox /tmp/vfioc/rootfs/bin/sh && \
+                cat > /tmp/vfioc/config.json && crun run --no-pivot --bundle /tmp/vfioc vfioc; umount /tmp/vfioc
+                """], stdin: Array(config.utf8))
+            #expect(String(decoding: run.stdout, as: UTF8.self) == "opened\n", "\(String(decoding: run.stderr, as: UTF8.self))")
+
+            try await vpci.removeFromVM(id)
+            let gone = try await vm.execIntoHost(["sh", "-c", "test -e /dev/vfio/\(group.group) && echo present || echo gone"])
+            #expect(String(decoding: gone.stdout, as: UTF8.self) == "gone\n", "vfio-pci let the device go with its group")
+        } catch {
+            try? await vm.terminateVM()
+            throw error
+        }
+        try await vm.terminateVM()
+    }
+
     @Test func aDeviceBeyondTheFreeRootPortsIsAClearError() async throws {
         let state = "/tmp/skiff-vpci-\(UUID().uuidString.prefix(8))"
         defer { try? FileManager.default.removeItem(atPath: state) }

@@ -47,6 +47,16 @@ import Testing
         ]))
     }
 
+    @Test func aVirtualIOMMUComesBeforeEveryPCIDeviceAndTheGuestsOwnDriversBypassIt() throws {
+        let args = QEMUCommandLine.arguments(for: try base.virtualIOMMU(true).build())
+        let iommu = try #require(args.firstIndex(of: "intel-iommu,caching-mode=on"))
+        #expect(args[iommu - 1] == "-device")
+        #expect(args.firstIndex(of: "virtio-serial-pci,id=vser0").map { $0 > iommu } == true)
+        #expect(args.last { $0.hasPrefix("console=") }?.split(separator: " ").contains("iommu.passthrough=1") == true)
+        let without = QEMUCommandLine.arguments(for: try base.virtualIOMMU(true).virtualIOMMU(false).build())
+        #expect(!without.contains("intel-iommu,caching-mode=on") && !without.contains { $0.contains("iommu.passthrough") })
+    }
+
     @Test func vsockChannelAddsAVhostVsockDeviceInsteadOfTheSerialPort() throws {
         let args = QEMUCommandLine.arguments(for: try base.agentChannel(.vsock(guestCID: 42, controlPort: 1024, stdioPort: 1025)).build())
         #expect(args.contains(subsequence: ["-device", "vhost-vsock-pci,id=vsock0,guest-cid=42"]))

@@ -129,11 +129,9 @@ public actor ContainerController {
                 guestRoot = try await BlockVolumes.attach(source, readOnly: readOnly, mount: config, disks: disks, taken: &taken).mountPath
             }
             try await BlockVolumes.attach(volumes, to: &spec, disks: place.disks, taken: &taken)
-            try await VFIODevices.assign(vfio.devices, to: place.devices, taken: &taken)
-            if !vfio.dropped.isEmpty, var linux = spec.linux, let devices = linux.devices {
-                linux.devices = devices.enumerated().filter { !vfio.dropped.contains($0.offset) }.map(\.element)
-                spec.linux = linux
-                place.logger.info("guest spec of \(request.id): VFIO nodes left out (their devices are the VM's): \(vfio.devices.map(\.identity))")
+            try await VFIODevices.assign(vfio, to: place.devices, spec: &spec, taken: &taken)
+            if !vfio.entries.isEmpty {
+                place.logger.info("guest spec of \(request.id): VFIO devices \(vfio.devices.map(\.identity)) in \(vfio.mode.rawValue) mode: \(spec.linux?.devices?.compactMap(\.path) ?? [])")
             }
             var guestSources: [Int: String] = [:]
             for mount in binds {

@@ -62,7 +62,9 @@ extension GuestConnection: GuestSession {
             $0.driverOverride = driverOverride
             $0.timeoutMs = UInt32(clamping: timeout.components.seconds * 1000)
         }, options: TTRPCCallOptions(timeout: timeout + .seconds(10)))
-        return GuestPCIDevice(address: answer.address, vendor: answer.vendor, device: answer.device, driver: answer.driver)
+        return GuestPCIDevice(address: answer.address, vendor: answer.vendor, device: answer.device, driver: answer.driver,
+                              vfioGroup: answer.hasVfioGroup ? .init(group: answer.vfioGroup.group, major: answer.vfioGroup.major,
+                                                                      minor: answer.vfioGroup.minor) : nil)
     }
 
     public func ejectSCSIDisk(controller: Int, lun: Int) async throws {

@@ -23,6 +23,10 @@ public struct VMOptions: Sendable, Equatable {
     public var disksEarly = false
     /// PCIe root ports for hot-added PCI devices (assigned devices and the pod's NICs), 0 to 16.
     public var pciRootPorts = 4
+    /// An emulated IOMMU, so a container can drive an assigned device through VFIO in the
+    /// guest (`VMDocument.virtualIOMMU`); it costs the boot nothing measurable (2.00 s against
+    /// 2.15 s to a guest's poweroff, medians of 10, TCG). Needs root ports to be of use.
+    public var virtualIOMMU = true
 
     public init() {}
 }
@@ -48,6 +52,7 @@ extension VMController {
                 .share(hostPath: stateDirectory + "/share", tag: Self.shareTag)
                 .appendingKernelArguments(options.disksEarly ? [Self.disksEarlyArgument] : [])
                 .pciHotplugSlots(options.pciRootPorts)
+                .virtualIOMMU(options.virtualIOMMU && options.pciRootPorts > 0)
                 .build()
         } catch {
             throw .invalidArgument("\(error)")

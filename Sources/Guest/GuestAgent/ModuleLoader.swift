@@ -2,7 +2,9 @@ import CSkiffSys
 import Glibc
 
 /// Loads kernel modules with `finit_module`, dependencies first, from the initramfs's
-/// /lib/modules/RELEASE (its modules.dep, made by depmod when the image was built).
+/// /lib/modules/RELEASE (its modules.dep, made by depmod when the image was built), and the
+/// "post:" soft dependencies of modules.softdep after (vfio asks for vfio_iommu_type1 that
+/// way, as modprobe would load it; one missing from the image is skipped).
 /// A module the kernel has built in or already loaded counts as loaded.
 public struct ModuleLoader: Sendable {
     /// What the agent needs to open its channel; loaded before it serves.
@@ -19,6 +21,7 @@ public struct ModuleLoader: Sendable {
 
     private let root: String
     private var dependencies: [String: [String]] = [:]
+    private var postDependencies: [String: [String]] = [:]
     private var paths: [String: String] = [:]
     private var loaded: Set<String> = []
 
@@ -34,6 +37,22 @@ public struct ModuleLoader: Sendable {
             paths[name] = path
             dependencies[name] = line[line.index(after: colon)...].split(separator: " ").map { Self.name(of: String($0)) }
         }
+        for line in (readTextFile(self.root + "/modules.softdep") ?? "").split(separator: "\n") {
+            if let (name, post) = Self.postDependencies(line) { postDependencies[name] = post }
+        }
+    }
+
+    /// `softdep vfio pre: a post: vfio_iommu_type1 vfio_iommu_spapr_tce` → ("vfio", [the two]).
+    static func postDependencies(_ line: Substring) -> (String, [String])? {
+        let words = line.split(separator: " ")
+        guard words.count > 2, words[0] == "softdep" else { return nil }
+        var post: [String] = []
+        var inPost = false
+        for word in words.dropFirst(2) {
+            if word.hasSuffix(":") { inPost = word == "post:"; continue }
+            if inPost { post.append(String(word).replacingDashes()) }
+        }
+        return post.isEmpty ? nil : (String(words[1]).replacingDashes(), post)
     }
 
     /// `kernel/fs/9p/9p.ko` → `9p`; dashes and underscores are the same to the kernel.
@@ -67,6 +86,11 @@ public struct ModuleLoader: Sendable {
             result.loaded.append(name)
         } else {
             result.failures.append("\(name): \(String(cString: strerror(errno)))")
+        }
+        for post in postDependencies[name] ?? [] where paths[post] != nil {
+            let sub = load(post)
+            result.loaded += sub.loaded
+            result.failures += sub.failures
         }
         return result
     }

@@ -45,11 +45,13 @@ public struct PCIDevices: Sendable {
                     if driver(dir) == nil { try write(address, to: "\(sys)/bus/pci/drivers_probe") }
                 }
                 if let driver = driver(dir), override.isEmpty || driver == override {
+                    let group = driver == "vfio-pci" ? try vfioGroup(dir) : nil
                     return .with {
                         $0.address = address
                         $0.vendor = hexValue(dir + "/vendor")
                         $0.device = hexValue(dir + "/device")
                         $0.driver = driver
+                        if let group { $0.vfioGroup = group }
                     }
                 }
                 if ContinuousClock.now >= deadline {
@@ -80,6 +82,27 @@ public struct PCIDevices: Sendable {
         guard n > 0 else { return nil }
         let target = String(decoding: buffer[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
         return target.split(separator: "/").last.map(String.init)
+    }
+
+    /// The VFIO group of a device bound to vfio-pci: its IOMMU group (the last part of the
+    /// device's `iommu_group` link) and the numbers of /dev/vfio/GROUP (/sys/class/vfio/GROUP/dev,
+    /// `MAJOR:MINOR`). FailedPrecondition when the device has no IOMMU group (the VM has no
+    /// virtual IOMMU), so vfio-pci gave it no group node.
+    func vfioGroup(_ dir: String) throws(AgentError) -> Skiff_Agent_V1_VFIOGroup {
+        var buffer = [CChar](repeating: 0, count: 4096)
+        let n = readlink(dir + "/iommu_group", &buffer, buffer.count - 1)
+        let target = n > 0 ? String(decoding: buffer[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self) : ""
+        guard let name = target.split(separator: "/").last, let group = UInt32(name) else {
+            throw .failedPrecondition("\(dir) is bound to vfio-pci but is in no IOMMU group (the VM has no virtual IOMMU)")
+        }
+        let numbers = (readTextFile("\(sys)/class/vfio/\(group)/dev") ?? "")
+            .split(whereSeparator: { $0 == ":" || $0 == "\n" }).compactMap { UInt32($0) }
+        guard numbers.count == 2 else { throw .failedPrecondition("VFIO group \(group) has no device node in the guest") }
+        return .with {
+            $0.group = group
+            $0.major = numbers[0]
+            $0.minor = numbers[1]
+        }
     }
 
     private func hexValue(_ path: String) -> UInt32 {

@@ -39,6 +39,8 @@ public enum QEMUCommandLine {
             args += ["-chardev", "socket,id=qmpfd,path=\(fdSocket),server=on,wait=off", "-mon", "chardev=qmpfd,mode=control"]
         }
         args += ["-chardev", "file,id=console,path=\(d.consoleLog)", "-serial", "chardev:console"]
+        // Before every PCI device, so each is created behind it.
+        if d.virtualIOMMU { args += ["-device", "intel-iommu,caching-mode=on"] }
         switch d.agentChannel {
         case let .virtioSerial(control, stdio):
             args += ["-device", "virtio-serial-pci,id=vser0",

@@ -56,6 +56,16 @@ public struct VMBuilder: Sendable {
     public func firmware(_ path: String?) -> VMBuilder { with { $0.firmware = path } }
     public func balloon(_ enabled: Bool) -> VMBuilder { with { $0.balloon = enabled } }
     public func pciHotplugSlots(_ count: Int) -> VMBuilder { with { $0.pciHotplugSlots = count } }
+    /// Gives the VM an emulated IOMMU (see `VMDocument.virtualIOMMU`) and tells the guest's
+    /// own drivers to bypass it.
+    public func virtualIOMMU(_ enabled: Bool) -> VMBuilder {
+        with {
+            guard enabled != $0.virtualIOMMU else { return }
+            $0.virtualIOMMU = enabled
+            if enabled { $0.kernelArguments.append(VMDocument.iommuPassthroughArgument) }
+            else { $0.kernelArguments.removeAll { $0 == VMDocument.iommuPassthroughArgument } }
+        }
+    }
     /// Lets the VM grow to `count` vCPUs by hot-adding (`QEMUVirtualMachine.setVCPUs`).
     public func maxVCPUs(_ count: Int?) -> VMBuilder { with { $0.maxVCPUs = count } }
 

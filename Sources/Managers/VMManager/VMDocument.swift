@@ -67,6 +67,14 @@ public struct VMDocument: Sendable, Codable, Equatable {
     /// PCIe root ports (`hp0`, `hp1`, ...) kept empty for hot-plugged PCI devices and NICs:
     /// the q35 root bus itself takes no hot-plug.
     public var pciHotplugSlots: Int = 4
+    /// An emulated Intel IOMMU (QEMU's `intel-iommu`, with `caching-mode=on`, which QEMU asks
+    /// for before it assigns a host device behind it): the guest then puts every PCI device in
+    /// an IOMMU group, so an assigned device can be bound to vfio-pci in the guest and used by a
+    /// container through /dev/vfio/GROUP as it would under runc. The guest runs its own drivers
+    /// with passthrough DMA (`iommu.passthrough=1`): only VFIO users get translated domains.
+    public var virtualIOMMU = false
+    /// The guest kernel's argument that keeps its own drivers' DMA untranslated.
+    public static let iommuPassthroughArgument = "iommu.passthrough=1"
     /// vCPUs the VM may grow to by hot-adding; nil means `vcpus` (no growth).
     public var maxVCPUs: Int?
     /// A second QMP monitor, for the calls that pass a descriptor (getfd with SCM_RIGHTS and

@@ -16,15 +16,31 @@ public protocol VPCIGuest: Sendable {
 
 /// A PCI device as the guest sees it: its address (`0000:01:00.0`), ids and bound driver.
 public struct GuestPCIDevice: Equatable, Sendable {
+    /// The VFIO group of a device bound to vfio-pci in the guest: the guest's IOMMU group
+    /// number and the numbers of its node /dev/vfio/GROUP.
+    public struct VFIOGroup: Equatable, Sendable {
+        public var group: UInt32
+        public var major: UInt32
+        public var minor: UInt32
+        public init(group: UInt32, major: UInt32, minor: UInt32) {
+            self.group = group
+            self.major = major
+            self.minor = minor
+        }
+    }
+
     public var address: String
     public var vendor: UInt32
     public var device: UInt32
     public var driver: String
-    public init(address: String, vendor: UInt32, device: UInt32, driver: String) {
+    /// Set when `driver` is vfio-pci.
+    public var vfioGroup: VFIOGroup?
+    public init(address: String, vendor: UInt32, device: UInt32, driver: String, vfioGroup: VFIOGroup? = nil) {
         self.address = address
         self.vendor = vendor
         self.device = device
         self.driver = driver
+        self.vfioGroup = vfioGroup
     }
 }
 

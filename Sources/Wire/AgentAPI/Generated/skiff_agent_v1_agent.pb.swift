@@ -804,6 +804,37 @@ public nonisolated struct Skiff_Agent_V1_WaitPCIDeviceResponse: Sendable {
 
   public var driver: String = String()
 
+  /// Set when the device is bound to vfio-pci in the guest: the guest's IOMMU group of the
+  /// device and the numbers of its VFIO group node /dev/vfio/GROUP (from
+  /// /sys/class/vfio/GROUP/dev), which a container's spec names to reach the device as it
+  /// would under runc.
+  public var vfioGroup: Skiff_Agent_V1_VFIOGroup {
+    get {_vfioGroup ?? Skiff_Agent_V1_VFIOGroup()}
+    set {_vfioGroup = newValue}
+  }
+  /// Returns true if `vfioGroup` has been explicitly set.
+  public var hasVfioGroup: Bool {self._vfioGroup != nil}
+  /// Clears the value of `vfioGroup`. Subsequent reads from it will return its default value.
+  public mutating func clearVfioGroup() {self._vfioGroup = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _vfioGroup: Skiff_Agent_V1_VFIOGroup? = nil
+}
+
+public nonisolated struct Skiff_Agent_V1_VFIOGroup: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var group: UInt32 = 0
+
+  public var major: UInt32 = 0
+
+  public var minor: UInt32 = 0
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -2386,7 +2417,7 @@ nonisolated extension Skiff_Agent_V1_WaitPCIDeviceRequest: SwiftProtobuf.Message
 
 nonisolated extension Skiff_Agent_V1_WaitPCIDeviceResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".WaitPCIDeviceResponse"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}address\0\u{1}vendor\0\u{1}device\0\u{1}driver\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}address\0\u{1}vendor\0\u{1}device\0\u{1}driver\0\u{3}vfio_group\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -2398,12 +2429,17 @@ nonisolated extension Skiff_Agent_V1_WaitPCIDeviceResponse: SwiftProtobuf.Messag
       case 2: try { try decoder.decodeSingularUInt32Field(value: &self.vendor) }()
       case 3: try { try decoder.decodeSingularUInt32Field(value: &self.device) }()
       case 4: try { try decoder.decodeSingularStringField(value: &self.driver) }()
+      case 5: try { try decoder.decodeSingularMessageField(value: &self._vfioGroup) }()
       default: break
       }
     }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
     if !self.address.isEmpty {
       try visitor.visitSingularStringField(value: self.address, fieldNumber: 1)
     }
@@ -2416,6 +2452,9 @@ nonisolated extension Skiff_Agent_V1_WaitPCIDeviceResponse: SwiftProtobuf.Messag
     if !self.driver.isEmpty {
       try visitor.visitSingularStringField(value: self.driver, fieldNumber: 4)
     }
+    try { if let v = self._vfioGroup {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 5)
+    } }()
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -2424,6 +2463,47 @@ nonisolated extension Skiff_Agent_V1_WaitPCIDeviceResponse: SwiftProtobuf.Messag
     if lhs.vendor != rhs.vendor {return false}
     if lhs.device != rhs.device {return false}
     if lhs.driver != rhs.driver {return false}
+    if lhs._vfioGroup != rhs._vfioGroup {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Skiff_Agent_V1_VFIOGroup: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".VFIOGroup"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}group\0\u{1}major\0\u{1}minor\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt32Field(value: &self.group) }()
+      case 2: try { try decoder.decodeSingularUInt32Field(value: &self.major) }()
+      case 3: try { try decoder.decodeSingularUInt32Field(value: &self.minor) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.group != 0 {
+      try visitor.visitSingularUInt32Field(value: self.group, fieldNumber: 1)
+    }
+    if self.major != 0 {
+      try visitor.visitSingularUInt32Field(value: self.major, fieldNumber: 2)
+    }
+    if self.minor != 0 {
+      try visitor.visitSingularUInt32Field(value: self.minor, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Skiff_Agent_V1_VFIOGroup, rhs: Skiff_Agent_V1_VFIOGroup) -> Bool {
+    if lhs.group != rhs.group {return false}
+    if lhs.major != rhs.major {return false}
+    if lhs.minor != rhs.minor {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
