@@ -21,13 +21,15 @@ import Testing
         #expect(block.vmOptions(imageDirectory: nil).disksEarly, "a pod of block roots loads the disks' filesystems at boot")
         let ports = try SandboxConfig.from(annotations: ["io.skiff.pci-ports": "9"])
         #expect(config.pciRootPorts == 4 && ports.pciRootPorts == 9 && ports.vmOptions(imageDirectory: nil).pciRootPorts == 9)
+        let guestKernel = try SandboxConfig.from(annotations: ["io.skiff.vfio-mode": "guest-kernel"])
+        #expect(config.vfioMode == "vfio" && guestKernel.vfioMode == "guest-kernel")
     }
 
     @Test(arguments: [
         ("io.skiff.memory-mib", "32"), ("io.skiff.memory-mib", "lots"), ("io.skiff.vcpus", "0"),
         ("io.skiff.accel", "hvf"), ("io.skiff.kernel", "relative"), ("io.skiff.boot-timeout", "0"),
         ("io.skiff.no-such-setting", "1"), ("io.skiff.rootfs", "nfs"), ("io.skiff.scratch-mib", "8"),
-        ("io.skiff.pci-ports", "17"), ("io.skiff.pci-ports", "-1"),
+        ("io.skiff.pci-ports", "17"), ("io.skiff.pci-ports", "-1"), ("io.skiff.vfio-mode", "passthrough"),
     ])
     func badOrUnknownAnnotationsAreRefused(key: String, value: String) {
         #expect(throws: SkiffError.self) { try SandboxConfig.from(annotations: [key: value]) }

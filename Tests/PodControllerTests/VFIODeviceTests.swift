@@ -139,6 +139,11 @@ final class FakeDevices: ContainerDevices, Sendable {
                               annotations: [VFIODevices.modeAnnotation: "guest-kernel"])
         let plan = try VFIODevices.plan(spec, sysfs: sys)
         #expect(plan.devices.allSatisfy { $0.guestDriver.isEmpty }, "whichever guest driver binds")
+        let podDefault = try VFIODevices.plan(pluginSpec([("/dev/vfio/7", 243, 0)]), defaultMode: "guest-kernel", sysfs: sys)
+        #expect(podDefault.mode == .guestKernel, "the pod's mode when the container names none")
+        let overridden = try VFIODevices.plan(pluginSpec([("/dev/vfio/7", 243, 0)], annotations: [VFIODevices.modeAnnotation: "vfio"]),
+                                              defaultMode: "guest-kernel", sysfs: sys)
+        #expect(overridden.mode == .vfio, "the container's own annotation first")
         let guest = try VFIODevices.rewrite(spec, plan: plan, seen: [:])
         #expect(guest.linux?.devices?.map { $0.path ?? "" } == ["/dev/fuse"])
         #expect(guest.linux?.resources?.devices?.filter { $0.type == "c" }.map { "\($0.major ?? -1):\($0.minor ?? -1)" } == ["10:229"])

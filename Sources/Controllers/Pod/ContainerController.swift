@@ -95,6 +95,8 @@ public actor ContainerController {
         var rootOnBlock: Bool
         var layers: LayerCache
         var scratchMiB: Int
+        /// The pod's VFIO mode (`SandboxConfig.vfioMode`), for containers that do not name one.
+        var vfioMode = "vfio"
         /// Where the host's sysfs is (its block devices, IOMMU groups and PCI functions).
         var sysfs = "/sys"
     }
@@ -108,7 +110,7 @@ public actor ContainerController {
         do throws(SkiffError) {
             // What the spec asks for is checked before anything is made.
             let volumes = try BlockVolumes.plan(spec, sysfs: place.sysfs)
-            let vfio = try VFIODevices.plan(spec, sysfs: place.sysfs)
+            let vfio = try VFIODevices.plan(spec, defaultMode: place.vfioMode, sysfs: place.sysfs)
             try VFIODevices.checkCharacterDevices(spec)
             let binds = try GuestSpec.bindMounts(of: spec)
             let deviceRoot = BlockRootfs.device(of: request.rootfs)

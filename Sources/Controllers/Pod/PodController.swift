@@ -88,7 +88,7 @@ public actor PodController {
             }
             container = try await ContainerController.create(request, spec: spec, in: .init(
                 guest: guest, shares: shares, rootfs: rootfs, events: events, logger: logger, podPids: podPids,
-                disks: await vm.disks(), devices: await vm.devices(), rootOnBlock: options.rootfs == .block, layers: layers, scratchMiB: options.scratchMiB, sysfs: sysfs))
+                disks: await vm.disks(), devices: await vm.devices(), rootOnBlock: options.rootfs == .block, layers: layers, scratchMiB: options.scratchMiB, vfioMode: options.vfioMode, sysfs: sysfs))
         } catch {
             creating.remove(request.id)
             if await terminateVMIfUnused() { unlink(bundle.vmFile) }

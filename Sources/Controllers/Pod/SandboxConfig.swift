@@ -25,6 +25,10 @@ public struct SandboxConfig: Sendable, Equatable {
     public var scratchMiB = 1024
     /// PCIe root ports for hot-added PCI devices (assigned devices and NICs).
     public var pciRootPorts = 4
+    /// How a container meets its VFIO devices in the VM (`vfio-mode`): `vfio`, through the
+    /// guest's VFIO group nodes as under runc, or `guest-kernel`, through the guest's own
+    /// driver. A container's own `io.skiff.vfio-mode` annotation overrides it.
+    public var vfioMode = "vfio"
 
     public enum RootfsMode: String, Sendable, Equatable { case block, ninep = "9p" }
 
@@ -120,6 +124,9 @@ public struct SandboxConfig: Sendable, Equatable {
         case "pci-ports":
             guard let n = Int(value), (0...16).contains(n) else { throw .invalidArgument("\(key)=\(value): 0 to 16 root ports") }
             self.pciRootPorts = n
+        case "vfio-mode":
+            guard ["vfio", "guest-kernel"].contains(value) else { throw .invalidArgument("\(key)=\(value): vfio or guest-kernel") }
+            self.vfioMode = value
         case "scratch-mib":
             guard let mib = Int(value), (16...1_048_576).contains(mib) else { throw .invalidArgument("\(key)=\(value): 16 to 1048576 MiB") }
             self.scratchMiB = mib

@@ -11,7 +11,8 @@ import VMController
 /// cdev's function is /sys/class/vfio-dev/vfioX/device, and a function's driver is the last
 /// part of its `driver` link (Documentation/driver-api/vfio.rst).
 ///
-/// In the guest, by the container's annotation `io.skiff.vfio-mode` (Kata's `vfio_mode`):
+/// In the guest, by the container's annotation `io.skiff.vfio-mode` (Kata's `vfio_mode`), else
+/// the pod's (`SandboxConfig.vfioMode`, from the runtime config file or the first container):
 /// - `vfio` (the default, as under runc): the guest binds each function to vfio-pci behind
 ///   the VM's emulated IOMMU, and the container gets `/dev/vfio/G` for the guest's IOMMU group
 ///   G of each function (the number is the guest's, not the host's, as the group a process
@@ -45,8 +46,8 @@ enum VFIODevices {
     /// InvalidArgument for a group or device that does not exist on the host or an unknown
     /// mode; FailedPrecondition for a function not bound to vfio-pci on the host (its host
     /// driver still has it). Nothing is touched.
-    static func plan(_ spec: OCISpec, sysfs: String = "/sys") throws(SkiffError) -> Plan {
-        let modeText = spec.annotations?[modeAnnotation] ?? Mode.vfio.rawValue
+    static func plan(_ spec: OCISpec, defaultMode: String = Mode.vfio.rawValue, sysfs: String = "/sys") throws(SkiffError) -> Plan {
+        let modeText = spec.annotations?[modeAnnotation] ?? defaultMode
         guard let mode = Mode(rawValue: modeText) else {
             throw .invalidArgument("annotation \(modeAnnotation)=\(modeText) is neither \(Mode.vfio.rawValue) nor \(Mode.guestKernel.rawValue)")
         }
