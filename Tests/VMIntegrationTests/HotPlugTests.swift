@@ -14,7 +14,7 @@ import VMManager
         let state = "/tmp/skiff-hp-\(UUID().uuidString.prefix(8))"
         try FileManager.default.createDirectory(atPath: state, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: state) }
-        let document = try VMBuilder(id: "hotplug", stateDirectory: state, kernel: image.kernel, initrd: image.initrd).build()
+        let document = try VMBuilder(id: "hotplug", stateDirectory: state, image: image).build()
         let vm = QEMUVirtualMachine(document: document)
         try await vm.start()
         do {

@@ -18,6 +18,7 @@ import VMManager
         let state = root + "/vm"
         let id = "it-\(UUID().uuidString.prefix(8).lowercased())"
         let document = try VMBuilder(id: id, stateDirectory: state, kernel: image.kernel, initrd: initrd ?? image.initrd)
+            .guestRoot(image.root)
             .memory(mib: 256)
             .maxVCPUs(maxVCPUs)
             .share(hostPath: state + "/share", tag: "skiffshare")

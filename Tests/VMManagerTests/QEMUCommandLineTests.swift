@@ -57,6 +57,20 @@ import Testing
         #expect(!without.contains("intel-iommu,caching-mode=on") && !without.contains { $0.contains("iommu.passthrough") })
     }
 
+    @Test func aGuestRootIsAReadOnlyPrivateFileMappingOnVirtioPmemWithRoomForIt() throws {
+        let args = QEMUCommandLine.arguments(for: try base.guestRoot(.init(path: "/g/root.erofs", sizeBytes: 32 << 20)).build())
+        #expect(args.contains(subsequence: ["-m", "256,slots=1,maxmem=288M"]))
+        #expect(args.contains(subsequence: [
+            "-object", "memory-backend-file,id=guestroot,mem-path=/g/root.erofs,size=33554432,share=off,readonly=on",
+            "-device", "virtio-pmem-pci,memdev=guestroot,id=guestroot0",
+        ]))
+        #expect(args.last { $0.hasPrefix("console=") }?.split(separator: " ").contains("swiotlb=1024") == true,
+                "device memory above 4 GiB would cost 64 MiB of bounce buffers")
+        #expect(throws: VMManagerError.self, "Linux adds device memory in 2 MiB sections") {
+            try base.guestRoot(.init(path: "/g/root.erofs", sizeBytes: 33 << 20)).build()
+        }
+    }
+
     @Test func vsockChannelAddsAVhostVsockDeviceInsteadOfTheSerialPort() throws {
         let args = QEMUCommandLine.arguments(for: try base.agentChannel(.vsock(guestCID: 42, controlPort: 1024, stdioPort: 1025)).build())
         #expect(args.contains(subsequence: ["-device", "vhost-vsock-pci,id=vsock0,guest-cid=42"]))

@@ -67,7 +67,7 @@ func floorBoot(_ round: Int) async throws -> Double {
 /// StartVM to the agent's first answer, through the VM controller; then stdio throughput.
 func agentBoot(_ round: Int, measureStdio: Bool) async throws -> (boot: Double, mbps: Double?, idle: VMHostStats?, after: VMHostStats?) {
     let state = "\(root)/vm\(round)"
-    let document = try VMBuilder(id: "bench\(round)", stateDirectory: state, kernel: image.kernel, initrd: image.initrd)
+    let document = try VMBuilder(id: "bench\(round)", stateDirectory: state, image: image)
         .share(hostPath: state + "/share", tag: "skiffshare").build()
     let controller = VMController(id: "bench\(round)", stateDirectory: state)
     try await controller.createVM(document)
@@ -100,7 +100,7 @@ func agentPhases(_ round: Int) async throws -> (qemu: Double, ports: Double, pin
     let state = "\(root)/phases\(round)"
     try FileManager.default.createDirectory(atPath: state + "/share", withIntermediateDirectories: true)
     defer { try? FileManager.default.removeItem(atPath: state) }
-    let document = try VMBuilder(id: "phases\(round)", stateDirectory: state, kernel: image.kernel, initrd: image.initrd)
+    let document = try VMBuilder(id: "phases\(round)", stateDirectory: state, image: image)
         .share(hostPath: state + "/share", tag: "skiffshare").build()
     guard case let .virtioSerial(control, stdio) = document.agentChannel else { fatalError("virtio-serial expected") }
     let vm = QEMUVirtualMachine(document: document)

@@ -46,8 +46,9 @@ extension VMController {
         do {
             let image = try GuestImage.locate(directory: options.imageDirectory)
             let accelerator = await AcceleratorProbe().choose(forced: options.accelerator.map { $0 == .kvm ? .kvm : .tcg })
-            document = try VMBuilder(id: id, stateDirectory: stateDirectory,
-                                     kernel: options.kernel ?? image.kernel, initrd: options.initrd ?? image.initrd)
+            let guest = GuestImage(kernel: options.kernel ?? image.kernel, initrd: options.initrd ?? image.initrd,
+                                   floor: image.floor, root: image.root)
+            document = try VMBuilder(id: id, stateDirectory: stateDirectory, image: guest)
                 .memory(mib: options.memoryMiB).vcpus(options.vcpus).accelerator(accelerator)
                 .share(hostPath: stateDirectory + "/share", tag: Self.shareTag)
                 .appendingKernelArguments(options.disksEarly ? [Self.disksEarlyArgument] : [])

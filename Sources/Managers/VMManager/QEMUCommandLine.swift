@@ -32,7 +32,10 @@ public enum QEMUCommandLine {
             args += ["-accel", d.tcgTranslationCacheMiB.map { "tcg,tb-size=\($0)" } ?? "tcg", "-cpu", tcgCPUModel]
         }
         if let firmware = d.firmware { args += ["-bios", firmware] }
-        args += ["-m", "\(d.memoryMiB)", "-smp", d.maxVCPUs.map { "\(d.vcpus),maxcpus=\($0)" } ?? "\(d.vcpus)"]
+        // A guest root is device memory: one slot, and room for it above the RAM.
+        var memory = "\(d.memoryMiB)"
+        if let root = d.guestRoot { memory += ",slots=1,maxmem=\(d.memoryMiB + root.sizeBytes >> 20)M" }
+        args += ["-m", memory, "-smp", d.maxVCPUs.map { "\(d.vcpus),maxcpus=\($0)" } ?? "\(d.vcpus)"]
         args += ["-kernel", d.kernel, "-initrd", d.initrd, "-append", d.kernelArguments.joined(separator: " ")]
         args += ["-chardev", "socket,id=qmp,path=\(d.qmpSocket),server=on,wait=off", "-mon", "chardev=qmp,mode=control"]
         if let fdSocket = d.qmpFDSocket {
@@ -41,6 +44,13 @@ public enum QEMUCommandLine {
         args += ["-chardev", "file,id=console,path=\(d.consoleLog)", "-serial", "chardev:console"]
         // Before every PCI device, so each is created behind it.
         if d.virtualIOMMU { args += ["-device", "intel-iommu,caching-mode=on"] }
+        if let root = d.guestRoot {
+            // share=off: a private mapping of the file, whose pages stay the page cache's until
+            // written, and readonly=on: QEMU opens and maps it read-only, so no guest can write
+            // the image every VM reads.
+            args += ["-object", "memory-backend-file,id=guestroot,mem-path=\(root.path),size=\(root.sizeBytes),share=off,readonly=on",
+                     "-device", "virtio-pmem-pci,memdev=guestroot,id=guestroot0"]
+        }
         switch d.agentChannel {
         case let .virtioSerial(control, stdio):
             args += ["-device", "virtio-serial-pci,id=vser0",

@@ -42,7 +42,25 @@ public struct VMBuilder: Sendable {
         document.qmpFDSocket = stateDirectory + "/qmp-fd.sock"
     }
 
+    /// A builder for `image`: its kernel and initramfs, and its root image when it has one.
+    public init(id: String, stateDirectory: String, image: GuestImage) {
+        self.init(id: id, stateDirectory: stateDirectory, kernel: image.kernel, initrd: image.initrd)
+        self = guestRoot(image.root)
+    }
+
     public func memory(mib: Int) -> VMBuilder { with { $0.memoryMiB = mib } }
+    /// Maps an erofs image into the VM as its root (`VMDocument.guestRoot`); nil: none.
+    /// The image is device memory above 4 GiB, so the guest would set aside 64 MiB of bounce
+    /// buffers (swiotlb, zeroed at boot, so resident on the host) for devices that cannot
+    /// reach it; none of the VM's devices needs them, and 2 MiB are kept for an assigned one
+    /// that might (`swiotlb=1024`, in 2 KiB slabs; Documentation/admin-guide/kernel-parameters).
+    public func guestRoot(_ root: VMDocument.GuestRoot?) -> VMBuilder {
+        with {
+            $0.guestRoot = root
+            $0.kernelArguments.removeAll { $0 == VMDocument.smallBounceBuffersArgument }
+            if root != nil { $0.kernelArguments.append(VMDocument.smallBounceBuffersArgument) }
+        }
+    }
     public func vcpus(_ count: Int) -> VMBuilder { with { $0.vcpus = count } }
     public func accelerator(_ accelerator: VMDocument.Accelerator) -> VMBuilder { with { $0.accelerator = accelerator } }
     public func tcgTranslationCache(mib: Int?) -> VMBuilder { with { $0.tcgTranslationCacheMiB = mib } }
@@ -83,6 +101,9 @@ public struct VMBuilder: Sendable {
         guard (0...16).contains(d.pciHotplugSlots) else { throw .invalidConfiguration("PCI hot-plug slots \(d.pciHotplugSlots) must be 0 to 16") }
         guard (0...8).contains(d.scsiControllers) else { throw .invalidConfiguration("SCSI controllers \(d.scsiControllers) must be 0 to 8") }
         guard !d.kernel.isEmpty, !d.initrd.isEmpty else { throw .invalidConfiguration("kernel and initrd are required") }
+        if let root = d.guestRoot, root.sizeBytes <= 0 || root.sizeBytes % (2 << 20) != 0 {
+            throw .invalidConfiguration("guest root image \(root.path) is \(root.sizeBytes) bytes, not a multiple of 2 MiB (build it with scripts/build-guest)")
+        }
         if let share = d.sharedDirectory {
             guard !share.tag.isEmpty, share.tag.utf8.count <= 31, !share.tag.contains(",") else {
                 throw .invalidConfiguration("9p tag \(share.tag.debugDescription) must be 1 to 31 bytes without ','")

@@ -73,6 +73,21 @@ public struct VMDocument: Sendable, Codable, Equatable {
     /// container through /dev/vfio/GROUP as it would under runc. The guest runs its own drivers
     /// with passthrough DMA (`iommu.passthrough=1`): only VFIO users get translated domains.
     public var virtualIOMMU = false
+    /// The guest's root image, mapped read-only into guest memory as a virtio-pmem device
+    /// (QEMU's docs/virtio-pmem.rst): the guest reads it through DAX, straight from the host's
+    /// page cache, which every VM booted from that image shares. `sizeBytes` is the file's
+    /// size, a multiple of 2 MiB (Linux adds device memory in 2 MiB subsections).
+    public struct GuestRoot: Sendable, Codable, Equatable {
+        public var path: String
+        public var sizeBytes: Int
+        public init(path: String, sizeBytes: Int) {
+            self.path = path
+            self.sizeBytes = sizeBytes
+        }
+    }
+    public var guestRoot: GuestRoot?
+    /// The guest kernel's argument that keeps its bounce buffers at 2 MiB.
+    public static let smallBounceBuffersArgument = "swiotlb=1024"
     /// The guest kernel's argument that keeps its own drivers' DMA untranslated.
     public static let iommuPassthroughArgument = "iommu.passthrough=1"
     /// vCPUs the VM may grow to by hot-adding; nil means `vcpus` (no growth).
