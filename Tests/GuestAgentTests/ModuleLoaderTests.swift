@@ -13,3 +13,27 @@ import Testing
         #expect(ModuleLoader.postDependencies("# comment") == nil)
     }
 }
+
+/// On-demand module groups: loaded the first time something needs them, once however many
+/// ask at the same time, and not at all when the boot loaded them early.
+@Suite struct OnDemandModuleTests {
+    final class Calls: Sendable {
+        let groups = Locked<[[String]]>([])
+    }
+
+    @Test func aGroupLoadsOnceForConcurrentCallersAndNotWhenLoadedEarly() async {
+        let calls = Calls()
+        let service = AgentService(reaper: ExitReaper(mode: .ownChildren), loadModules: { group in
+            calls.groups.withLock { $0.append(group) }
+            try? await Task.sleep(for: .milliseconds(50))
+        })
+        await withTaskGroup(of: Void.self) { tasks in
+            for _ in 0..<5 { tasks.addTask { await service.modulesReady(ModuleLoader.scsiModules) } }
+        }
+        #expect(calls.groups.withLock { $0 } == [ModuleLoader.scsiModules])
+        service.markModulesLoaded(ModuleLoader.diskFilesystemModules)
+        await service.modulesReady(ModuleLoader.diskFilesystemModules)
+        await service.modulesReady(ModuleLoader.networkModules)
+        #expect(calls.groups.withLock { $0 } == [ModuleLoader.scsiModules, ModuleLoader.networkModules])
+    }
+}

@@ -38,7 +38,9 @@ import VMManager
 
     @Test func scsiDiskPCIDeviceAndBalloonReachTheGuestAndComeBack() async throws {
         try await withGuest { vm, state, sh in
-        // A SCSI disk: a 4 MiB file appears as a block device at 0:0:1:2.
+        // A SCSI disk: a 4 MiB file appears as a block device at 0:0:1:2, once the SCSI
+        // driver is in (the agent loads it at the first disk mount; here, as it would).
+        #expect(try await sh("modprobe -a virtio_scsi sd_mod && echo ok") == "ok\n")
         let disk = state + "/disk.img"
         #expect(FileManager.default.createFile(atPath: disk, contents: Data(count: 4 << 20)))
         try await vm.addBlockNode(name: "disk1", path: disk, readOnly: false)
@@ -103,6 +105,8 @@ import VMManager
             ip -n \(netns) link set lo up
             """)
         try await withGuest { vm, _, sh in
+            // The NIC's driver, which the agent loads with the first interface it configures.
+            #expect(try await sh("modprobe virtio_net && echo ok") == "ok\n")
             try await vm.addNetworkInterface(id: "nic1", tap: tap, mac: "52:54:00:12:34:56")
             var link = ""
             for _ in 0..<100 where !link.contains("52:54:00:12:34:56") {

@@ -47,17 +47,19 @@ final class ThreadGate: Sendable {
 let helloSent = ThreadGate()
 
 let reaper = ExitReaper(mode: isInit ? .allChildren : .ownChildren)
-// The disks' filesystems load at the first disk mount, on a thread (finit_module blocks).
-let loadDiskModules: @Sendable () async -> Void = {
+// On-demand module groups load on a thread of their own (finit_module blocks).
+let loadModules: @Sendable ([String]) async -> Void = { group in
     guard isInit else { return }
     await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
         startThread {
             var loader = ModuleLoader()
-            for module in ModuleLoader.diskFilesystemModules {
+            var loaded: [String] = []
+            for module in group {
                 let result = loader.load(module)
+                loaded += result.loaded
                 result.failures.forEach { log("module \($0)") }
             }
-            log("disk filesystem modules loaded")
+            log("modules loaded on demand: \(loaded.joined(separator: " "))")
             done.resume()
         }
     }
@@ -68,7 +70,7 @@ let pci = PCIDevices(loadModule: { name in
     var loader = ModuleLoader()
     loader.load(name).failures.forEach { log("module \($0)") }
 })
-let service = AgentService(reaper: reaper, modulesPending: isInit, pci: pci, loadDiskModules: loadDiskModules)
+let service = AgentService(reaper: reaper, modulesPending: isInit, pci: pci, loadModules: loadModules)
 
 if isInit {
     log("started")
@@ -100,15 +102,19 @@ if isInit {
             result.failures.forEach { log("module \($0)") }
         }
         service.markShareModulesLoaded()
+        log("share modules loaded")
         // The pod's roots come on disks (the host said so on the kernel command line): their
         // filesystems load now, not at the first disk mount, which would wait for them.
         let disksEarly = GuestFacts.kernelArguments().contains("skiff.disks=early")
-        for module in ModuleLoader.otherModules + (disksEarly ? ModuleLoader.diskFilesystemModules : []) {
-            let result = loader.load(module)
-            service.modules.withLock { $0 += result.loaded }
-            result.failures.forEach { log("module \($0)") }
+        let early = disksEarly ? [ModuleLoader.scsiModules, ModuleLoader.diskFilesystemModules] : []
+        for group in [ModuleLoader.backgroundModules] + early {
+            for module in group {
+                let result = loader.load(module)
+                service.modules.withLock { $0 += result.loaded }
+                result.failures.forEach { log("module \($0)") }
+            }
+            service.markModulesLoaded(group)
         }
-        if disksEarly { service.markDiskModulesLoaded() }
         service.markModulesLoaded()
         log("all modules loaded")
     }

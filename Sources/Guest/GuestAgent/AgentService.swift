@@ -22,9 +22,10 @@ public final class AgentService: Skiff_Agent_V1_AgentService, Sendable {
     let network: NetworkConfig
     let disks: SCSIDisks
     let pci: PCIDevices
-    /// Loads the disks' filesystem modules (once, at the first disk mount).
-    private let loadDiskModules: @Sendable () async -> Void
-    private let diskModules = Locked<Task<Void, Never>?>(nil)
+    /// Loads a group of modules (`ModuleLoader`'s on-demand groups), off the concurrency pool.
+    private let loadModules: @Sendable ([String]) async -> Void
+    /// Each on-demand group's loading, by group, started the first time it is needed.
+    private let onDemand = Locked<[[String]: Task<Void, Never>]>([:])
     private let startedAt = ContinuousClock.now
     private let cpus: CPUOnline
     /// Modules loaded so far, reported by GuestInfo.
@@ -40,9 +41,9 @@ public final class AgentService: Skiff_Agent_V1_AgentService, Sendable {
     /// mounts that need them wait.
     public init(reaper: ExitReaper, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton, modulesPending: Bool = false,
                 cpus: CPUOnline = CPUOnline(), crun: CrunRunner = CrunRunner(), network: NetworkConfig = NetworkConfig(), disks: SCSIDisks = SCSIDisks(),
-                pci: PCIDevices = PCIDevices(), loadDiskModules: @escaping @Sendable () async -> Void = {}) {
+                pci: PCIDevices = PCIDevices(), loadModules: @escaping @Sendable ([String]) async -> Void = { _ in }) {
         self.reaper = reaper
-        self.loadDiskModules = loadDiskModules
+        self.loadModules = loadModules
         self.disks = disks
         self.pci = pci
         self.crun = crun
@@ -56,22 +57,21 @@ public final class AgentService: Skiff_Agent_V1_AgentService, Sendable {
     /// Returns once every background module is in.
     func allModulesReadyWait() async { await allModulesReady.wait() }
 
-    /// Returns once the disks' filesystem modules are in, loading them the first time.
-    func diskModulesReadyWait() async {
-        await allModulesReady.wait()
-        let load = loadDiskModules
-        let task = diskModules.withLock { task -> Task<Void, Never> in
-            if let task { return task }
-            let started = Task { await load() }
-            task = started
+    /// Returns once `group`'s modules are in, loading them the first time it is asked for.
+    func modulesReady(_ group: [String]) async {
+        let load = loadModules
+        let task = onDemand.withLock { tasks -> Task<Void, Never> in
+            if let task = tasks[group] { return task }
+            let started = Task { await load(group) }
+            tasks[group] = started
             return started
         }
         await task.value
     }
 
-    /// The disks' filesystem modules are in already (loaded early, `skiff.disks=early`).
-    public func markDiskModulesLoaded() {
-        diskModules.withLock { task in if task == nil { task = Task {} } }
+    /// `group` is in already (loaded early, as `skiff.disks=early` asks).
+    public func markModulesLoaded(_ group: [String]) {
+        onDemand.withLock { tasks in if tasks[group] == nil { tasks[group] = Task {} } }
     }
 
     /// The 9p modules are in: share mounts may go ahead.
@@ -173,12 +173,13 @@ public final class AgentService: Skiff_Agent_V1_AgentService, Sendable {
     }
 
     public func mount(_ request: Skiff_Agent_V1_MountRequest, context: TTRPCServerContext) async throws -> Skiff_Agent_V1_Empty {
-        // A 9p share needs 9pnet_virtio, which may still be loading; a bind mount needs
-        // nothing; other filesystems (a disk's, overlay) may need any of the rest.
+        // A 9p share needs 9pnet_virtio, which may still be loading; a disk's filesystem is
+        // loaded on first use; a bind mount, overlay (the guest's root is one) and the
+        // kernel's own filesystems need nothing.
         switch request.fstype {
         case "9p": await sharesReady.wait()
-        case "": break
-        default: await allModulesReady.wait()
+        case "ext4", "erofs": await modulesReady(ModuleLoader.diskFilesystemModules)
+        default: break
         }
         try Mounts.mount(source: request.source, target: request.target, fstype: request.fstype, options: request.options)
         return .init()

@@ -35,7 +35,9 @@ public struct SCSIDisks: Sendable {
         return access(path, F_OK) == 0 ? path : nil
     }
 
-    /// The block device of the disk (`sda`), waiting for it to show.
+    /// The block device of the disk (`sda`), waiting for it to show and open: the kernel
+    /// makes the node before the disk is live, and opening it (or mounting it) in between
+    /// fails with ENXIO.
     func device(_ disk: Skiff_Agent_V1_SCSIDiskAddress) async throws(AgentError) -> String {
         let deadline = ContinuousClock.now + .milliseconds(Int(disk.timeoutMs))
         while true {
@@ -43,7 +45,7 @@ public struct SCSIDisks: Sendable {
                 defer { closedir(dir) }
                 while let entry = readdir(dir) {
                     let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix(while: { $0 != 0 }), as: UTF8.self) }
-                    if !name.hasPrefix("."), access("\(dev)/\(name)", F_OK) == 0 { return name }
+                    if !name.hasPrefix("."), Self.opens("\(dev)/\(name)") { return name }
                 }
             }
             if ContinuousClock.now >= deadline {
@@ -51,6 +53,14 @@ public struct SCSIDisks: Sendable {
             }
             try? await Task.sleep(for: .milliseconds(10))
         }
+    }
+
+    /// Whether the block device at `path` opens (read-only, without waiting for media).
+    static func opens(_ path: String) -> Bool {
+        let fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)
+        guard fd >= 0 else { return false }
+        close(fd)
+        return true
     }
 
     /// Mounts the disk the request names (none for an empty path); its device and numbers.
