@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 import Glibc
 import Logging
 import PodController
@@ -13,8 +13,19 @@ import TTRPC
 
 let version = "skiff 0.1"
 
+/// Writes all of `bytes` to descriptor `fd` (stdout 1, stderr 2).
+func emit(_ bytes: some Collection<UInt8>, to fd: Int32) {
+    var rest = Array(bytes)[...]
+    while !rest.isEmpty {
+        let n = rest.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        if n < 0, errno == EINTR { continue }
+        guard n > 0 else { return }
+        rest = rest.dropFirst(n)
+    }
+}
+
 func fail(_ message: String) -> Never {
-    FileHandle.standardError.write(Data("containerd-shim-skiff-v2: \(message)\n".utf8))
+    emit("containerd-shim-skiff-v2: \(message)\n".utf8, to: 2)
     exit(1)
 }
 
@@ -36,7 +47,7 @@ case .start:
     let executable = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
     do {
         let address = try ShimStart.run(arguments, bundle: bundle, executable: executable)
-        FileHandle.standardOutput.write(Data(address.utf8))
+        emit(address.utf8, to: 1)
         exit(0)
     } catch {
         fail("start: \(error)")
@@ -44,8 +55,8 @@ case .start:
 
 case .delete:
     let (response, failures) = await ShimDelete.run(arguments, bundle: bundle)
-    for failure in failures { FileHandle.standardError.write(Data("delete: \(failure)\n".utf8)) }
-    FileHandle.standardOutput.write(response)
+    for failure in failures { emit("delete: \(failure)\n".utf8, to: 2) }
+    emit(response, to: 1)
     exit(0)
 
 case .serve:

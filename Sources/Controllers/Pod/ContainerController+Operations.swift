@@ -1,6 +1,7 @@
 import AgentAPI
 import ContainerdAPI
-import Foundation
+import FoundationEssentials
+import Glibc
 import SkiffSupport
 import SwiftProtobuf
 

@@ -1,6 +1,6 @@
 import AgentAPI
 import ContainerdAPI
-import Foundation
+import FoundationEssentials
 import Glibc
 import Logging
 import SkiffSupport

@@ -1,5 +1,5 @@
 import CSkiffSys
-import Foundation
+import FoundationEssentials
 import Glibc
 import NIOCore
 import NIOPosix
@@ -153,9 +153,13 @@ public struct FifoIO: Sendable {
     /// is empty, and the end of the process.
     private static func copy(from fd: Int32, to sender: MuxSender, close: StdinClose) async {
         let (chunks, continuation) = AsyncStream<[UInt8]>.makeStream(bufferingPolicy: .bufferingOldest(4))
-        let reader = Thread {
+        let (ended, end) = AsyncStream<Never>.makeStream()
+        let started = BlockingThread.start {
             _ = skiff_set_thread_name("skiff-stdin")
-            defer { continuation.finish() }
+            defer {
+                continuation.finish()
+                end.finish()
+            }
             var buffer = [UInt8](repeating: 0, count: 32 << 10)
             while !close.stopped.load(ordering: .sequentiallyConsistent) {
                 var poller = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
@@ -178,13 +182,16 @@ public struct FifoIO: Sendable {
                 }
             }
         }
-        reader.start()
+        if !started {
+            continuation.finish()
+            end.finish()
+        }
         for await bytes in chunks {
             do { try await sender.send(ByteBuffer(bytes: bytes)) } catch { break }
         }
         close.stopped.store(true, ordering: .sequentiallyConsistent)
         // The reader has ended (or ends within one poll); only then may the fd go.
-        while !reader.isFinished { try? await Task.sleep(for: .milliseconds(10)) }
+        for await _ in ended {}
         Glibc.close(fd)
         try? await sender.finish()
     }

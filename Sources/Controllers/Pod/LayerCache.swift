@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 import Glibc
 import SkiffSupport
 
@@ -52,7 +52,7 @@ public struct LayerCache: Sendable {
         let names = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
         var images: [(path: String, used: Int)] = []
         for name in names where name.hasSuffix(".erofs") {
-            let image = "\(directory)/\(name)", source = image.replacingOccurrences(of: ".erofs", with: ".source")
+            let image = "\(directory)/\(name)", source = String(image.dropLast(".erofs".count)) + ".source"
             if let snapshot = try? String(contentsOfFile: source, encoding: .utf8), access(snapshot, F_OK) != 0 {
                 unlink(image)
                 unlink(source)
@@ -63,7 +63,7 @@ public struct LayerCache: Sendable {
         }
         for old in images.sorted(by: { $0.used > $1.used }).dropFirst(limit) {
             unlink(old.path)
-            unlink(old.path.replacingOccurrences(of: ".erofs", with: ".source"))
+            unlink(String(old.path.dropLast(".erofs".count)) + ".source")
         }
     }
 

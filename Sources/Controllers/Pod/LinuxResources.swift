@@ -1,5 +1,6 @@
 import AgentAPI
-import Foundation
+import FoundationEssentials
+import Glibc
 import SkiffSupport
 import SwiftProtobuf
 

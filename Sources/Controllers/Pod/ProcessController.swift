@@ -1,5 +1,6 @@
 import ContainerdAPI
-import Foundation
+import FoundationEssentials
+import Glibc
 import SkiffSupport
 
 /// One process of a task as containerd sees it, a container's init or an exec: one state

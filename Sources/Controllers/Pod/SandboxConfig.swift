@@ -1,5 +1,6 @@
 import ContainerdAPI
-import Foundation
+import FoundationEssentials
+import Glibc
 import SkiffSupport
 import SwiftProtobuf
 import VMController
@@ -85,13 +86,13 @@ public struct SandboxConfig: Sendable, Equatable {
         for (number, raw) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
             var line = Substring(raw)
             if let hash = line.firstIndex(of: "#") { line = line[..<hash] }
-            let trimmed = line.trimmingCharacters(in: .whitespaces)
+            let trimmed = line.trimmed()
             if trimmed.isEmpty || (trimmed.hasPrefix("[") && trimmed.hasSuffix("]")) { continue }
             guard let equals = trimmed.firstIndex(of: "=") else {
                 throw .invalidArgument("\(path):\(number + 1): expected name = value")
             }
-            let name = trimmed[..<equals].trimmingCharacters(in: .whitespaces)
-            var value = trimmed[trimmed.index(after: equals)...].trimmingCharacters(in: .whitespaces)
+            let name = trimmed[..<equals].trimmed()
+            var value = trimmed[trimmed.index(after: equals)...].trimmed()
             if value.count >= 2, value.hasPrefix("\""), value.hasSuffix("\"") { value = String(value.dropFirst().dropLast()) }
             try config.set(name, to: value, source: "\(path):\(number + 1): \(name)")
         }

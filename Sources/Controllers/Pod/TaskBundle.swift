@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 import Glibc
 import SkiffSupport
 import VMController
@@ -42,7 +42,7 @@ public struct TaskBundle: Sendable {
     /// The VM state directory the bundle names, if it names one.
     public func vmStateDirectory() -> String? {
         guard let text = try? String(contentsOfFile: vmFile, encoding: .utf8) else { return nil }
-        let trimmed = text.trimmingCharacters(in: .whitespacesAndNewlines)
+        let trimmed = text.trimmed()
         return trimmed.isEmpty ? nil : trimmed
     }
 }

@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 import Glibc
 
 /// Undoes everything a handles file lists: kills the VM's QEMU if it still runs (after
@@ -46,7 +46,7 @@ public enum HostCleanup {
     /// Kills the QEMU named in the pid file when it is still ours; nil when nothing is left running.
     static func killProcess(_ handles: VMHandles, timeout: Duration) async -> String? {
         guard let text = try? String(contentsOfFile: handles.pidFile, encoding: .utf8),
-              let pid = pid_t(text.trimmingCharacters(in: .whitespacesAndNewlines)), pid > 0
+              let pid = pid_t(text.trimmed()), pid > 0
         else { return nil }
         guard isOurs(pid: pid, name: handles.processName) else { return nil }
         kill(pid, SIGKILL)

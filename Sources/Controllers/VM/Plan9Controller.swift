@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 import Glibc
 import SkiffSupport
 
@@ -209,11 +209,11 @@ public struct LinuxHostMounter: HostMounter {
     public init() {}
 
     public func bind(source: String, target: String, readOnly: Bool) throws {
-        var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: source, isDirectory: &isDirectory) else {
+        var info = stat()
+        guard stat(source, &info) == 0 else {
             throw VMControllerError.notFound("\(source) does not exist")
         }
-        if isDirectory.boolValue {
+        if info.st_mode & S_IFMT == S_IFDIR {
             if mkdir(target, 0o755) != 0, errno != EEXIST { throw Self.failure("mkdir \(target)") }
         } else {
             let fd = open(target, O_CREAT | O_WRONLY | O_CLOEXEC, 0o644)

@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 import SkiffSupport
 import GuestManager
 import Glibc

@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 import Glibc
 
 /// The momentary reality of one VM on the host, mirrored to a small JSON file in its state

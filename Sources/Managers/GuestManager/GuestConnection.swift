@@ -1,5 +1,6 @@
 import AgentAPI
-import Foundation
+import FoundationEssentials
+import Glibc
 import NIOCore
 import NIOPosix
 import StdioMux

@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 import Glibc
 
 /// Decides between KVM and TCG by booting a real (tiny) guest under KVM: `/dev/kvm` can open
@@ -24,12 +24,13 @@ public struct AcceleratorProbe: Sendable {
     public func choose(forced: VMDocument.Accelerator? = nil) async -> VMDocument.Accelerator {
         if let forced { return forced }
         if let cacheFile, let cached = try? String(contentsOfFile: cacheFile, encoding: .utf8),
-           let accel = VMDocument.Accelerator(rawValue: cached.trimmingCharacters(in: .whitespacesAndNewlines)) {
+           let accel = VMDocument.Accelerator(rawValue: cached.trimmed()) {
             return accel
         }
         let answer: VMDocument.Accelerator = await kvmRunsAGuest() ? .kvm : .tcg
         if let cacheFile {
-            try? FileManager.default.createDirectory(atPath: (cacheFile as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+            let directory = String(cacheFile[..<(cacheFile.lastIndex(of: "/") ?? cacheFile.startIndex)])
+            if !directory.isEmpty { try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true) }
             try? answer.rawValue.write(toFile: cacheFile, atomically: true, encoding: .utf8)
         }
         return answer

@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// Where the guest kernel and initramfs are: `scripts/build-guest` writes them to
 /// `$SKIFF_GUEST_DIR`, else /var/lib/skiff/guest, and this finds them there with no other
@@ -35,10 +36,9 @@ public struct GuestImage: Sendable, Equatable {
         let rootPath = dir + "/root.erofs"
         var root: VMDocument.GuestRoot?
         if fm.fileExists(atPath: rootPath) {
-            guard let size = (try? fm.attributesOfItem(atPath: rootPath))?[.size] as? Int else {
-                throw .invalidConfiguration("cannot read the guest root image \(rootPath)")
-            }
-            root = VMDocument.GuestRoot(path: rootPath, sizeBytes: size)
+            var info = stat()
+            guard stat(rootPath, &info) == 0 else { throw .invalidConfiguration("cannot read the guest root image \(rootPath)") }
+            root = VMDocument.GuestRoot(path: rootPath, sizeBytes: Int(info.st_size))
         }
         return GuestImage(kernel: kernel, initrd: initrd, floor: dir + "/floor.img", root: root)
     }

@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 import Glibc
 
 /// What the host pays for one VM: QEMU's resident memory and CPU time.

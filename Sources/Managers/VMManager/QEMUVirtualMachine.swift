@@ -1,5 +1,5 @@
 import SkiffSupport
-import Foundation
+import FoundationEssentials
 import Glibc
 
 /// One utility VM's QEMU process and its QMP connection: the host half of a VM.
@@ -170,11 +170,12 @@ public actor QEMUVirtualMachine {
 /// The end of a log file (QEMU's own log, the guest console), for error messages that say
 /// what the VM printed before it failed.
 public func logTail(_ path: String, maxBytes: Int = 3000) -> String {
-    guard let handle = FileHandle(forReadingAtPath: path) else { return "(no log at \(path))" }
-    defer { try? handle.close() }
-    let size = (try? handle.seekToEnd()) ?? 0
-    try? handle.seek(toOffset: size > UInt64(maxBytes) ? size - UInt64(maxBytes) : 0)
-    let data = (try? handle.readToEnd()) ?? Data()
-    let text = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+    let fd = open(path, O_RDONLY | O_CLOEXEC)
+    guard fd >= 0 else { return "(no log at \(path))" }
+    defer { close(fd) }
+    let size = lseek(fd, 0, SEEK_END)
+    var bytes = [UInt8](repeating: 0, count: maxBytes)
+    let n = size < 0 ? 0 : pread(fd, &bytes, maxBytes, max(0, size - off_t(maxBytes)))
+    let text = String(decoding: bytes.prefix(max(0, n)), as: UTF8.self).trimmed()
     return text.isEmpty ? "(the log is empty)" : text
 }

@@ -1,5 +1,6 @@
 import SkiffSupport
-import Foundation
+import FoundationEssentials
+import Glibc
 import NIOCore
 import NIOPosix
 import Synchronization

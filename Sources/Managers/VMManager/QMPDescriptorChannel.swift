@@ -1,5 +1,5 @@
 import CSkiffSys
-import Foundation
+import FoundationEssentials
 import Glibc
 import SkiffSupport
 
@@ -13,13 +13,9 @@ enum QMPDescriptorChannel {
     /// Throws `.qmpError` with QEMU's message when a call is refused.
     static func pass(_ fd: Int32, as name: String, socket path: String,
                      then command: String, _ arguments: [String: JSONValue]) async throws(VMManagerError) {
-        let result: Result<Void, VMManagerError> = await withCheckedContinuation { continuation in
-            Thread.detachNewThread {
-                continuation.resume(returning: Result { () throws(VMManagerError) in
-                    try exchange(fd, name: name, path: path, command: command, arguments: arguments)
-                })
-            }
-        }
+        let result: Result<Void, VMManagerError> = await BlockingThread.run({
+            Result { () throws(VMManagerError) in try exchange(fd, name: name, path: path, command: command, arguments: arguments) }
+        }, fallback: .failure(.disconnected("cannot start a thread to pass a descriptor")))
         try result.get()
     }
 

@@ -1,6 +1,6 @@
 import SkiffSupport
 import ContainerdAPI
-import Foundation
+import FoundationEssentials
 import Glibc
 import SwiftProtobuf
 import TTRPC
@@ -17,7 +17,7 @@ public enum ShimDelete {
         // containerd also calls this after a live shim merely closed one task's connection;
         // a pod's VM is torn down only when the shim that owns it is really gone.
         let address = (try? String(contentsOfFile: bundle.addressFile, encoding: .utf8))?
-            .trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
+            .trimmed() ?? ""
         var shimAlive = false
         if !address.isEmpty { shimAlive = await answersTaskCalls(ShimSocket.socketPath(of: address), id: arguments.id) }
         failures += await PodCleanup.run(bundle: bundle, includingVM: !shimAlive)

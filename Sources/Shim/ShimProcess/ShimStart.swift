@@ -1,6 +1,6 @@
 import PodController
 import SkiffSupport
-import Foundation
+import FoundationEssentials
 import Glibc
 
 /// `containerd-shim-skiff-v2 ... start`: find or start the pod's shim and print its address.

@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 import Glibc
 import Logging
 import PodController
@@ -86,12 +86,12 @@ public final class DiagService: Skiff_Diag_V1_ShimDiagService, Sendable {
         let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/task")) ?? []
         func read(_ path: String) -> String {
             (FileManager.default.contents(atPath: path).map { String(decoding: $0, as: UTF8.self) } ?? "")
-                .trimmingCharacters(in: .whitespacesAndNewlines)
+                .trimmed()
         }
         return tasks.compactMap(Int.init).sorted().map { tid in
             let stat = read("/proc/self/task/\(tid)/stat")
             // The state follows the name, which is in parentheses and may hold spaces.
-            let state = stat.lastIndex(of: ")").map { stat[stat.index(after: $0)...].trimmingCharacters(in: .whitespaces).prefix(1) } ?? "?"
+            let state = stat.lastIndex(of: ")").map { stat[stat.index(after: $0)...].trimmed().prefix(1) } ?? "?"
             return "thread \(tid) \(read("/proc/self/task/\(tid)/comm")) state \(state) wchan \(read("/proc/self/task/\(tid)/wchan"))"
         }.joined(separator: "\n") + "\n"
     }

@@ -1,5 +1,6 @@
 import ContainerdAPI
-import Foundation
+import FoundationEssentials
+import Glibc
 import Logging
 import PodController
 import SwiftProtobuf

@@ -1,5 +1,5 @@
 import ContainerdAPI
-import Foundation
+import FoundationEssentials
 import Glibc
 import Logging
 import PodController

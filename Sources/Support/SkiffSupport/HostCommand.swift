@@ -12,31 +12,13 @@ public enum HostCommand {
     /// Runs `path` with `arguments`; status (128 + the signal for a killed one) and output.
     /// The wait happens on a thread of its own.
     public static func run(_ path: String, _ arguments: [String]) async -> (status: Int32, output: String) {
-        await withCheckedContinuation { continuation in
-            var thread = pthread_t()
-            let box = Unmanaged.passRetained(Job(path: path, arguments: arguments, continuation: continuation))
-            if pthread_create(&thread, nil, { raw in
-                let job = Unmanaged<Job>.fromOpaque(raw!).takeRetainedValue()
-                job.continuation.resume(returning: job.run())
-                return nil
-            }, box.toOpaque()) == 0 {
-                pthread_detach(thread)
-            } else {
-                box.release()
-                continuation.resume(returning: (127, "cannot start a thread for \(path)"))
-            }
-        }
+        let job = Job(path: path, arguments: arguments)
+        return await BlockingThread.run({ job.run() }, fallback: (127, "cannot start a thread for \(path)"))
     }
 
-    private final class Job: @unchecked Sendable {
+    private struct Job: Sendable {
         let path: String
         let arguments: [String]
-        let continuation: CheckedContinuation<(status: Int32, output: String), Never>
-        init(path: String, arguments: [String], continuation: CheckedContinuation<(status: Int32, output: String), Never>) {
-            self.path = path
-            self.arguments = arguments
-            self.continuation = continuation
-        }
 
         func run() -> (status: Int32, output: String) {
             var fds: [Int32] = [-1, -1]

@@ -2,6 +2,7 @@ import SwiftProtobuf
 import TTRPC
 #if canImport(FoundationEssentials)
 import FoundationEssentials
+import Glibc
 #else
 import Foundation
 #endif

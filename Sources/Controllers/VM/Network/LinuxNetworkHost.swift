@@ -1,5 +1,5 @@
 import CSkiffSys
-import Foundation
+import FoundationEssentials
 import Glibc
 import SkiffSupport
 
@@ -111,6 +111,6 @@ enum NetnsCommand {
             return (127, "\(arguments.first ?? "") or nsenter not found")
         }
         let (status, output) = await HostCommand.run(nsenter, ["--net=\(netns)", "--", path] + arguments.dropFirst())
-        return (status, output.trimmingCharacters(in: .whitespacesAndNewlines))
+        return (status, output.trimmed())
     }
 }
