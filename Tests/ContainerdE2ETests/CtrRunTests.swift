@@ -113,7 +113,7 @@ extension ContainerdE2E {
                 // of each shim's resident memory): FoundationEssentials only.
                 let maps = FileManager.default.contents(atPath: "/proc/\(pid.output.trimmingCharacters(in: .whitespacesAndNewlines))/maps")
                     .map { String(decoding: $0, as: UTF8.self) } ?? ""
-                #expect(maps.contains("libFoundationEssentials.so") && !maps.contains("libFoundation.so") && !maps.contains("ICU"),
+                #expect(maps.contains("containerd-shim-skiff-v2") && !maps.contains("libFoundation.so") && !maps.contains("ICU"),
                         "the shim maps \(maps.split(separator: "\n").compactMap { $0.split(separator: " ").last }.filter { $0.contains("Foundation") || $0.contains("ICU") })")
                 // A host directory shared read-only into the VM at a path of our choosing.
                 let host = cd.dir + "/diag-share"
