@@ -31,8 +31,9 @@ public final class AgentService: Skiff_Agent_V1_AgentService, Sendable {
     /// Modules loaded so far, reported by GuestInfo.
     public let modules: Mutex<[String]> = Mutex([])
 
-    /// Whether the modules loaded after the agent started serving are in: those 9p needs
-    /// (`shares`), and all of them (`all`, which disks and the rest need).
+    /// Whether the modules loaded in the background after the agent started serving are in:
+    /// those 9p needs (`shares`), and all of them (`all`: the balloon too; an assigned PCI
+    /// device waits for them). The on-demand groups (disks, NICs) are `onDemand`'s.
     private let sharesReady: Milestone
     private let allModulesReady: Milestone
 
