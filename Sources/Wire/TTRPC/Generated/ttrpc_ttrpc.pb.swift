@@ -13,10 +13,8 @@
 
 #if canImport(FoundationEssentials)
 import FoundationEssentials
-import Glibc
 #else
-import FoundationEssentials
-import Glibc
+import Foundation
 #endif
 import SwiftProtobuf
 
