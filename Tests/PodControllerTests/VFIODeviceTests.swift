@@ -13,10 +13,13 @@ final class FakeDevices: ContainerDevices, Sendable {
         var held: [Int: VPCIController.Device] = [:]
         var next = 0
         var failAdd = false
+        /// Devices bound to vfio-pci come up in no IOMMU group (a VM without a virtual IOMMU).
+        var noGroup = false
     }
     let state = Mutex(State())
     var held: [VPCIController.Device] { state.withLock { $0.held.sorted { $0.key < $1.key }.map(\.value) } }
     func failAdd(_ on: Bool) { state.withLock { $0.failAdd = on } }
+    func noGroup(_ on: Bool) { state.withLock { $0.noGroup = on } }
 
     func reserve(_ device: VPCIController.Device) async throws -> VPCIController.DeviceID {
         state.withLock { state in
@@ -30,7 +33,7 @@ final class FakeDevices: ContainerDevices, Sendable {
     func addToVM(_ id: VPCIController.DeviceID) async throws -> GuestPCIDevice {
         try state.withLock { state in
             if state.failAdd { throw Injected(what: "add PCI device") }
-            guard state.held[id.value]?.guestDriver == "vfio-pci" else {
+            guard state.held[id.value]?.guestDriver == "vfio-pci", !state.noGroup else {
                 return GuestPCIDevice(address: "0000:01:00.0", vendor: 0x10de, device: 0x1eb8, driver: "nvidia")
             }
             return GuestPCIDevice(address: "0000:0\(id.value):00.0", vendor: 0x10de, device: 0x1eb8, driver: "vfio-pci",
@@ -216,5 +219,17 @@ final class FakeDevices: ContainerDevices, Sendable {
         try setDevices(request, [["path": "/dev/vfio/7", "type": "c", "major": 243, "minor": 0]])
         await #expect(throws: SkiffError.self) { _ = try await rig.pod.create(request) }
         #expect(rig.vm?.fakeDevices.held.isEmpty == true && rig.vm?.fakeShares.held == 0)
+    }
+
+    @Test func aDeviceWithNoVFIOGroupInTheGuestUndoesTheCreateAndLetsTheDevicesGo() async throws {
+        let sys = try sysfs()
+        defer { try? FileManager.default.removeItem(atPath: sys) }
+        let rig = PodRig(sysfs: sys) { $0.fakeDevices.noGroup(true) }
+        defer { rig.cleanUp() }
+        let request = try rig.bundle("gpu", binds: 1)
+        try setDevices(request, [["path": "/dev/vfio/7", "type": "c", "major": 243, "minor": 0]])
+        #expect(await errorCode { _ = try await rig.pod.create(request) } == .failedPrecondition)
+        #expect(rig.vm?.fakeDevices.held.isEmpty == true && rig.vm?.fakeShares.held == 0, "both functions were assigned, then let go")
+        #expect(await rig.pod.isEmpty)
     }
 }

@@ -10,15 +10,7 @@ import VMManager
 /// device and its driver, removal waits for the guest to let it go).
 @Suite(.serialized, .timeLimit(.minutes(3))) struct VPCIDeviceTests {
     @Test func anEmulatedDeviceIsAssignedBoundInTheGuestAndRemoved() async throws {
-        let state = "/tmp/skiff-vpci-\(UUID().uuidString.prefix(8))"
-        defer { try? FileManager.default.removeItem(atPath: state) }
-        let vm = VMController(id: "vpci-\(getpid())", stateDirectory: state)
-        var options = VMOptions()
-        options.accelerator = .tcg
-        try await vm.createVM(options: options)
-        do {
-            try await vm.startVM(bootTimeout: .seconds(90))
-            let vpci = try #require(await vm.vpci)
+        try await withBootedVM("vpci") { vm, vpci in
             // QEMU's `edu` (1234:11e8) has no driver of its own: the guest binds it to pci-stub.
             let id = try await vpci.reserve(.init(identity: "edu-0", driver: "edu", guestDriver: "pci-stub"))
             let seen = try await vpci.addToVM(id)
@@ -39,11 +31,7 @@ import VMManager
             #expect(String(decoding: gone.stdout, as: UTF8.self) == "gone\n", "the guest let both go: \(String(decoding: gone.stdout, as: UTF8.self))")
             #expect(await vpci.assignments.isEmpty)
             #expect(try HandlesFile.read(from: vm.handlesPath).pciDevices == [])
-        } catch {
-            try? await vm.terminateVM()
-            throw error
         }
-        try await vm.terminateVM()
     }
 
     /// As a container under runc drives a VFIO device: the guest binds the device to vfio-pci
@@ -51,15 +39,7 @@ import VMManager
     /// (crun in the guest as the agent runs it, with the group node and a device rule for it in its spec, as the
     /// shim writes them) opens the group, which works only for a viable group.
     @Test func aDeviceBoundToVFIOInTheGuestIsAGroupAContainerOpens() async throws {
-        let state = "/tmp/skiff-vpci-\(UUID().uuidString.prefix(8))"
-        defer { try? FileManager.default.removeItem(atPath: state) }
-        let vm = VMController(id: "vpcivfio-\(getpid())", stateDirectory: state)
-        var options = VMOptions()
-        options.accelerator = .tcg
-        try await vm.createVM(options: options)
-        do {
-            try await vm.startVM(bootTimeout: .seconds(90))
-            let vpci = try #require(await vm.vpci)
+        try await withBootedVM("vpcivfio") { vm, vpci in
             let id = try await vpci.reserve(.init(identity: "edu-vfio", driver: "edu", guestDriver: "vfio-pci"))
             let seen = try await vpci.addToVM(id)
             let group = try #require(seen.vfioGroup, "\(seen)")
@@ -86,24 +66,11 @@ import VMManager
             try await vpci.removeFromVM(id)
             let gone = try await vm.execIntoHost(["sh", "-c", "test -e /dev/vfio/\(group.group) && echo present || echo gone"])
             #expect(String(decoding: gone.stdout, as: UTF8.self) == "gone\n", "vfio-pci let the device go with its group")
-        } catch {
-            try? await vm.terminateVM()
-            throw error
         }
-        try await vm.terminateVM()
     }
 
     @Test func aDeviceBeyondTheFreeRootPortsIsAClearError() async throws {
-        let state = "/tmp/skiff-vpci-\(UUID().uuidString.prefix(8))"
-        defer { try? FileManager.default.removeItem(atPath: state) }
-        let vm = VMController(id: "vpcifull-\(getpid())", stateDirectory: state)
-        var options = VMOptions()
-        options.accelerator = .tcg
-        options.pciRootPorts = 1
-        try await vm.createVM(options: options)
-        do {
-            try await vm.startVM(bootTimeout: .seconds(90))
-            let vpci = try #require(await vm.vpci)
+        try await withBootedVM("vpcifull", rootPorts: 1) { _, vpci in
             let first = try await vpci.reserve(.init(identity: "edu-a", driver: "edu", guestDriver: "pci-stub"))
             _ = try await vpci.addToVM(first)
             let second = try await vpci.reserve(.init(identity: "edu-b", driver: "edu", guestDriver: "pci-stub"))
@@ -116,6 +83,23 @@ import VMManager
             #expect(await vpci.assignments.first { $0.id == second }?.state == .removed)
             try await vpci.removeFromVM(second)
             try await vpci.removeFromVM(first)
+        }
+    }
+
+    /// Boots a VM (TCG, `rootPorts` hot-plug ports), runs `body` with it and its vPCI
+    /// controller, and ends the VM whether `body` passed or threw.
+    private func withBootedVM(_ id: String, rootPorts: Int = VMOptions().pciRootPorts,
+                              _ body: (VMController, VPCIController) async throws -> Void) async throws {
+        let state = "/tmp/skiff-vpci-\(UUID().uuidString.prefix(8))"
+        defer { try? FileManager.default.removeItem(atPath: state) }
+        let vm = VMController(id: "\(id)-\(getpid())", stateDirectory: state)
+        var options = VMOptions()
+        options.accelerator = .tcg
+        options.pciRootPorts = rootPorts
+        try await vm.createVM(options: options)
+        do {
+            try await vm.startVM(bootTimeout: .seconds(90))
+            try await body(vm, try #require(await vm.vpci))
         } catch {
             try? await vm.terminateVM()
             throw error
