@@ -122,6 +122,16 @@ final class FakeGuest: GuestSession, @unchecked Sendable {
         lock.withLock { min(wanted, onlineLimit ?? wanted) }
     }
 
+    /// SyncWithHost calls, and whether the next fails.
+    var syncs = 0
+    var failSync = false
+    func syncWithHost() async throws {
+        try lock.withLock {
+            if failSync { throw FakeFailure("guest sync failed") }
+            syncs += 1
+        }
+    }
+
     func close() async throws {
         try lock.withLock {
             closes += 1

@@ -56,6 +56,26 @@ import VMManager
         #expect(rig.host.calls.terminate == 1)
     }
 
+    @Test func theGuestIsSyncedWithTheHostOnceItAnswersAndAFailedSyncFailsTheStart() async throws {
+        let rig = try Rig()
+        defer { rig.removeRoot() }
+        try await rig.controller.createVM(rig.document)
+        try await rig.controller.startVM()
+        #expect(rig.connector.guest.syncs == 1)
+        try await rig.controller.terminateVM()
+
+        let failing = try Rig()
+        defer { failing.removeRoot() }
+        failing.connector.guest.failSync = true
+        try await failing.controller.createVM(failing.document)
+        await #expect(throws: VMControllerError.self, "a copy of a template must not run with the template's clock and random state") {
+            try await failing.controller.startVM()
+        }
+        #expect(await failing.controller.state == .invalid)
+        try await failing.controller.terminateVM()
+        #expect(await failing.controller.state == .terminated)
+    }
+
     @Test func terminateFromCreatedReachesTerminatedAndRemovesTheStateDirectory() async throws {
         let rig = try Rig()
         defer { rig.removeRoot() }

@@ -57,11 +57,11 @@ import Testing
         #expect(!without.contains("intel-iommu,caching-mode=on") && !without.contains { $0.contains("iommu.passthrough") })
     }
 
-    @Test func aGuestRootIsAReadOnlyPrivateFileMappingOnVirtioPmemWithRoomForIt() throws {
+    @Test func aGuestRootIsAReadOnlySharedFileMappingOnVirtioPmemWithRoomForIt() throws {
         let args = QEMUCommandLine.arguments(for: try base.guestRoot(.init(path: "/g/root.erofs", sizeBytes: 32 << 20)).build())
         #expect(args.contains(subsequence: ["-m", "256,slots=1,maxmem=288M"]))
         #expect(args.contains(subsequence: [
-            "-object", "memory-backend-file,id=guestroot,mem-path=/g/root.erofs,size=33554432,share=off,readonly=on",
+            "-object", "memory-backend-file,id=guestroot,mem-path=/g/root.erofs,size=33554432,share=on,readonly=on",
             "-device", "virtio-pmem-pci,memdev=guestroot,id=guestroot0",
         ]))
         #expect(args.last { $0.hasPrefix("console=") }?.split(separator: " ").contains("swiotlb=1024") == true,
@@ -69,6 +69,24 @@ import Testing
         #expect(throws: VMManagerError.self, "Linux adds device memory in 2 MiB sections") {
             try base.guestRoot(.init(path: "/g/root.erofs", sizeBytes: 33 << 20)).build()
         }
+    }
+
+    @Test func aTemplatesRAMIsASharedFileAndACopyMapsItPrivateAndWaitsForItsState() throws {
+        let document = try base.build()
+        let template = QEMUCommandLine.arguments(for: document, launch: .template(memoryFile: "/t/memory"))
+        #expect(template.contains(subsequence: ["-machine", "q35,sata=off,smbus=off,vmport=off,memory-backend=guestram"]))
+        #expect(template.contains(subsequence: ["-object", "memory-backend-file,id=guestram,size=256M,mem-path=/t/memory,share=on"]))
+        #expect(!template.contains("-incoming"))
+        let copy = QEMUCommandLine.arguments(for: document, launch: .copy(memoryFile: "/t/memory"))
+        #expect(copy.contains(subsequence: ["-object", "memory-backend-file,id=guestram,size=256M,mem-path=/t/memory,share=off"]))
+        #expect(copy.contains(subsequence: ["-incoming", "defer"]))
+        // A discard would punch a hole in the template every copy maps.
+        for args in [template, copy] {
+            #expect(args.contains("virtio-balloon-pci,id=balloon0"), "no free page reporting")
+        }
+        let boot = QEMUCommandLine.arguments(for: document)
+        #expect(boot.contains("virtio-balloon-pci,id=balloon0,free-page-reporting=on"))
+        #expect(!boot.contains { $0.contains("guestram") } && !boot.contains("-incoming"))
     }
 
     @Test func vsockChannelAddsAVhostVsockDeviceInsteadOfTheSerialPort() throws {

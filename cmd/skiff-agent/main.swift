@@ -84,13 +84,35 @@ if isInit {
     }
     service.modules.withLock { $0 = loaded }
     log("channel modules loaded: \(loaded.joined(separator: " "))")
-    // The rest load while the agent serves, on a thread of their own: each finit_module
-    // blocks for a while under emulation, and must not hold up the concurrency pool. At idle
-    // priority, and only once the host has the hello (or 10 s passed): a module being linked
-    // holds the one vCPU in the kernel whatever its priority, and the ports and the hello come
-    // first (a Mount that needs these modules waits for them anyway). crun's sealed copy is
-    // made there too, before the modules.
     let rest = loader
+    if GuestFacts.kernelArguments().contains(ModuleLoader.templateArgument) {
+        // A template's guest: every group now, before the ports open, so that its copies,
+        // which start from the moment the ports opened, find everything loaded.
+        GuestInit.sealExecutable("/usr/bin/crun")
+        var loader = rest
+        for group in ModuleLoader.templateGroups {
+            for module in group {
+                let result = loader.load(module)
+                service.modules.withLock { $0 += result.loaded }
+                result.failures.forEach { log("module \($0)") }
+            }
+            service.markModulesLoaded(group)
+        }
+        service.markShareModulesLoaded()
+        service.markModulesLoaded()
+        log("template: all modules loaded")
+    } else {
+        loadRestInBackground(rest)
+    }
+}
+
+/// The modules a plain boot loads while the agent serves, on a thread of their own: each
+/// finit_module blocks for a while under emulation, and must not hold up the concurrency pool.
+/// At idle priority, and only once the host has the hello (or 10 s passed): a module being
+/// linked holds the one vCPU in the kernel whatever its priority, and the ports and the hello
+/// come first (a Mount that needs these modules waits for them anyway). crun's sealed copy is
+/// made there too, before the modules.
+func loadRestInBackground(_ rest: ModuleLoader) {
     startThread {
         helloSent.wait(timeoutMs: 10_000)
         if skiff_set_thread_idle_priority() != 0 { log("idle priority for the module loader: errno \(errno)") }

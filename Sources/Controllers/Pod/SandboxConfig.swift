@@ -30,6 +30,9 @@ public struct SandboxConfig: Sendable, Equatable {
     /// guest's VFIO group nodes as under runc, or `guest-kernel`, through the guest's own
     /// driver. A container's own `io.skiff.vfio-mode` annotation overrides it.
     public var vfioMode = "vfio"
+    /// Whether the pod's VM starts as a copy of a booted template of its shape (`templates`:
+    /// `on`, the default, or `off`: every VM boots); see `VMOptions.templates`.
+    public var templates = true
 
     public enum RootfsMode: String, Sendable, Equatable { case block, ninep = "9p" }
 
@@ -47,6 +50,7 @@ public struct SandboxConfig: Sendable, Equatable {
         options.bootTimeout = bootTimeout
         options.disksEarly = rootfs == .block
         options.pciRootPorts = pciRootPorts
+        options.templates = templates
         return options
     }
 
@@ -128,6 +132,9 @@ public struct SandboxConfig: Sendable, Equatable {
         case "vfio-mode":
             guard ["vfio", "guest-kernel"].contains(value) else { throw .invalidArgument("\(key)=\(value): vfio or guest-kernel") }
             self.vfioMode = value
+        case "templates":
+            guard ["on", "off"].contains(value) else { throw .invalidArgument("\(key)=\(value): on or off") }
+            self.templates = value == "on"
         case "scratch-mib":
             guard let mib = Int(value), (16...1_048_576).contains(mib) else { throw .invalidArgument("\(key)=\(value): 16 to 1048576 MiB") }
             self.scratchMiB = mib

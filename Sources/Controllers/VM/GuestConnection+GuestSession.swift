@@ -1,3 +1,5 @@
+import Glibc
+import FoundationEssentials
 import GuestManager
 import TTRPC
 import VMManager
@@ -23,6 +25,18 @@ extension GuestConnection: GuestSession {
             $0.timeoutMs = UInt32(clamping: milliseconds)
         }, options: TTRPCCallOptions(timeout: timeout + .seconds(5)))
         return Int(answer.online)
+    }
+
+    public func syncWithHost() async throws {
+        // The system generator: getrandom(2), a cryptographically secure source.
+        var generator = SystemRandomNumberGenerator()
+        let entropy = (0..<64).map { _ in UInt8.random(in: .min ... .max, using: &generator) }
+        var now = timespec()
+        clock_gettime(CLOCK_REALTIME, &now)
+        _ = try await agent.syncWithHost(.with {
+            $0.realtimeUnixNanos = Int64(now.tv_sec) * 1_000_000_000 + Int64(now.tv_nsec)
+            $0.entropy = Data(entropy)
+        })
     }
 
     public func mount(source: String, target: String, fstype: String, options: [String]) async throws {

@@ -135,6 +135,11 @@ public actor VMController {
                     if case let .virtioSerial(control, stdio) = document.agentChannel {
                         $0.files += [control.socketPath, stdio.socketPath]
                     }
+                    // A template this VM may make: half-made, it goes with the VM.
+                    if let build = QEMUVirtualMachine.templateBuildFiles(of: document) {
+                        $0.files += build.files
+                        $0.directories += [build.directory, build.directory + "/share"]
+                    }
                 }
             } catch {
                 throw .startFailed("recording handles: \(error)", state: state)
@@ -159,6 +164,7 @@ public actor VMController {
                     document: document, timeout: bootTimeout,
                     vmExit: { [weak self] in await self?.exitDescription() })
                 self.guest = guest
+                try await guest.syncWithHost()
                 await plan9?.attach(guest: guest)
                 await network?.attach(guest: guest)
                 await scsi?.attach(guest: guest)
@@ -169,7 +175,8 @@ public actor VMController {
                 throw .startFailed("\(error)", state: .invalid, cause: error as? GuestManagerError)
             }
             state = .running
-            logger.info("VM running: QEMU up after \(qemuUp), the agent answered after \(ContinuousClock.now - begun)")
+            let path = await host.startPath
+            logger.info("VM running (\(path)): QEMU up after \(qemuUp), the agent answered after \(ContinuousClock.now - begun)")
         }
     }
 

@@ -32,6 +32,12 @@ public protocol VMHost: Sendable {
     /// Unplugs a PCI device added so, once the guest let it go.
     func removePCIDevice(id: String) async throws
     var processID: pid_t? { get async }
+    /// How the last start went (booted, or a copy of a template).
+    var startPath: StartPath { get async }
+}
+
+extension VMHost {
+    public var startPath: StartPath { get async { .booted } }
 }
 
 /// Connects to the guest agent of a booting VM.
@@ -62,6 +68,9 @@ public protocol GuestSession: Plan9Guest, NetworkGuest, SCSIGuest, VPCIGuest {
     func dumpStacks() async throws -> String
     /// Onlines hot-added CPUs until `wanted` are online or `timeout` passes; returns how many are.
     func onlineCPUs(wanted: Int, timeout: Duration) async throws -> Int
+    /// Sets the guest's wall clock to the host's and gives it fresh entropy (a copy of a
+    /// template has the template's clock and random state).
+    func syncWithHost() async throws
     func close() async throws
 }
 

@@ -27,6 +27,12 @@ public struct VMOptions: Sendable, Equatable {
     /// guest (`VMDocument.virtualIOMMU`); it costs the boot nothing measurable (2.00 s against
     /// 2.15 s to a guest's poweroff, medians of 10, TCG). Needs root ports to be of use.
     public var virtualIOMMU = true
+    /// Start the VM as a copy of a booted template of its shape, kept in the guest image's
+    /// `templates` directory (`VMTemplateStore`), instead of booting it: the first VM of a
+    /// shape makes the template. The copy shares the template's memory through the host's
+    /// page cache and runs on from where the template's agent opened its ports; the host then
+    /// sets its clock and reseeds its random generator (SyncWithHost).
+    public var templates = true
 
     public init() {}
 }
@@ -37,6 +43,12 @@ extension VMController {
     public static let shareTag = "skiffshare"
     /// The kernel argument that tells the agent the pod's roots come on disks.
     public static let disksEarlyArgument = "skiff.disks=early"
+
+    /// Where the templates of VMs booted from `image` are kept: beside it, so a new image
+    /// (`scripts/build-guest`, which empties the directory) starts afresh.
+    static func templateDirectory(image: GuestImage) -> String {
+        String(image.kernel[..<(image.kernel.lastIndex(of: "/") ?? image.kernel.startIndex)]) + "/templates"
+    }
 
     /// Creates the VM from `options`: finds the guest image, chooses the accelerator, and
     /// records the VM document (see `createVM(_:)`). Throws InvalidArgument for options QEMU
@@ -54,6 +66,7 @@ extension VMController {
                 .appendingKernelArguments(options.disksEarly ? [Self.disksEarlyArgument] : [])
                 .pciHotplugSlots(options.pciRootPorts)
                 .virtualIOMMU(options.virtualIOMMU && options.pciRootPorts > 0)
+                .templates(directory: options.templates ? Self.templateDirectory(image: image) : nil)
                 .build()
         } catch {
             throw .invalidArgument("\(error)")

@@ -197,6 +197,11 @@ public final class AgentService: Skiff_Agent_V1_AgentService, Sendable {
         return .with { $0.online = UInt32(online) }
     }
 
+    public func syncWithHost(_ request: Skiff_Agent_V1_SyncWithHostRequest, context: TTRPCServerContext) async throws -> Skiff_Agent_V1_Empty {
+        try HostSync.apply(realtimeUnixNanos: request.realtimeUnixNanos, entropy: Array(request.entropy))
+        return .init()
+    }
+
     public func dumpStacks(_ request: Skiff_Agent_V1_DumpStacksRequest, context: TTRPCServerContext) async throws -> Skiff_Agent_V1_DumpStacksResponse {
         let table = processes.withLock { $0 }
         var text = "\(Self.version), pid \(getpid()), up \(ContinuousClock.now - startedAt)\n"

@@ -24,6 +24,11 @@ public struct ModuleLoader: Sendable {
     public static let diskFilesystemModules = ["crc32c_generic", "erofs", "ext4"]
     /// The pod's NICs, at the first interface the host configures.
     public static let networkModules = ["virtio_net"]
+    /// Every group after the channel's, in order: what a template's guest loads before it opens
+    /// its ports (kernel argument `templateArgument`), so that copies of it need none.
+    public static let templateGroups = [shareModules, backgroundModules, scsiModules, diskFilesystemModules, networkModules]
+    /// The kernel argument of a template's guest (the host's `VMTemplateStore.templateKernelArgument`).
+    public static let templateArgument = "skiff.template"
     /// (overlay, for containers' roots on disks, comes with the guest's own root, which
     /// skiff-init mounts as an overlay.)
 

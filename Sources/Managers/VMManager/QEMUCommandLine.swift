@@ -20,11 +20,34 @@ public enum QEMUCommandLine {
     /// The id of hot-plug root port `slot`, the bus a hot-added PCI device goes on.
     public static func hotplugSlotID(_ slot: Int) -> String { "hp\(slot)" }
 
-    public static func arguments(for d: VMDocument) -> [String] {
+    /// How QEMU is started for a document: a plain boot, the boot of a template (guest RAM in
+    /// a file QEMU maps shared, so the booted guest's memory lands there), or a copy of a
+    /// template (its memory file mapped private, the device state read from the template by
+    /// `migrate-incoming`, QEMU's docs/devel/migration.rst).
+    public enum Launch: Sendable, Equatable {
+        case boot
+        case template(memoryFile: String)
+        case copy(memoryFile: String)
+    }
+
+    /// The id of the guest RAM's memory backend when guest RAM is a file.
+    static let guestRAMBackendID = "guestram"
+
+    public static func arguments(for d: VMDocument, launch: Launch = .boot) -> [String] {
+        var machine = "q35,sata=off,smbus=off,vmport=off"
+        var ramBackend: [String] = []
+        switch launch {
+        case .boot: break
+        case let .template(file), let .copy(file):
+            let share = if case .template = launch { "on" } else { "off" }
+            machine += ",memory-backend=\(guestRAMBackendID)"
+            ramBackend = ["-object", "memory-backend-file,id=\(guestRAMBackendID),size=\(d.memoryMiB)M,mem-path=\(file),share=\(share)"]
+        }
         // q35 rather than pc: its ACPI interrupt routing is a table, where pc's is an AML loop
         // that costs the boot 0.1 s per PCI device under emulation. No SATA, SMBus or vmport.
-        var args = ["-name", "skiff-\(d.id)", "-machine", "q35,sata=off,smbus=off,vmport=off", "-nodefaults", "-no-user-config",
-                    "-nographic", "-no-reboot", "-S", "-pidfile", d.pidFile]
+        var args = ["-name", "skiff-\(d.id)", "-machine", machine, "-nodefaults", "-no-user-config",
+                    "-nographic", "-no-reboot", "-S", "-pidfile", d.pidFile] + ramBackend
+        if case .copy = launch { args += ["-incoming", "defer"] }
         switch d.accelerator {
         case .kvm:
             args += ["-accel", "kvm", "-cpu", "host"]
@@ -45,10 +68,10 @@ public enum QEMUCommandLine {
         // Before every PCI device, so each is created behind it.
         if d.virtualIOMMU { args += ["-device", "intel-iommu,caching-mode=on"] }
         if let root = d.guestRoot {
-            // share=off: a private mapping of the file, whose pages stay the page cache's until
-            // written, and readonly=on: QEMU opens and maps it read-only, so no guest can write
-            // the image every VM reads.
-            args += ["-object", "memory-backend-file,id=guestroot,mem-path=\(root.path),size=\(root.sizeBytes),share=off,readonly=on",
+            // readonly=on: QEMU opens and maps it read-only, so no guest can write the image
+            // every VM reads, whose pages stay the page cache's. share=on: a migration with
+            // x-ignore-shared leaves it out, so a template's state does not carry the image.
+            args += ["-object", "memory-backend-file,id=guestroot,mem-path=\(root.path),size=\(root.sizeBytes),share=on,readonly=on",
                      "-device", "virtio-pmem-pci,memdev=guestroot,id=guestroot0"]
         }
         switch d.agentChannel {
@@ -68,7 +91,10 @@ public enum QEMUCommandLine {
             args += ["-fsdev", "local,id=fs0,path=\(share.hostPath),security_model=none",
                      "-device", "virtio-9p-pci,id=share0,fsdev=fs0,mount_tag=\(share.tag)"]
         }
-        if d.balloon { args += ["-device", "virtio-balloon-pci,id=balloon0,free-page-reporting=on"] }
+        // Free page reporting discards what the guest reports free, and QEMU 7.2 discards a
+        // file-backed page by punching a hole in the file: in a template's copy that would be
+        // the template every copy maps. Copies (and templates) report nothing.
+        if d.balloon { args += ["-device", "virtio-balloon-pci,id=balloon0" + (launch == .boot ? ",free-page-reporting=on" : "")] }
         for slot in 0..<d.pciHotplugSlots {
             args += ["-device", "pcie-root-port,id=\(hotplugSlotID(slot)),bus=pcie.0,chassis=\(slot + 1)"]
         }

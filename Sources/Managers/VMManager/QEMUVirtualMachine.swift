@@ -10,14 +10,19 @@ import Glibc
 /// hot-plug) is a plain QMP operation here, in `QEMUVirtualMachine+Devices.swift`.
 public actor QEMUVirtualMachine {
     public let document: VMDocument
-    private let binary: String
-    private var process: ChildProcess?
-    private var qmp: QMPClient?
+    let binary: String
+    var process: ChildProcess?
+    var qmp: QMPClient?
     private var eventTask: Task<Void, Never>?
     private var deviceDeletedWaiters: [String: [(token: UUID, continuation: CheckedContinuation<Bool, Never>)]] = [:]
     private var deletedDevices: Set<String> = []
     /// Serial ports the guest has open (from VSERPORT_CHANGE), and who waits for them.
-    private var openPorts: Set<String> = []
+    var openPorts: Set<String> = []
+    /// The status of the last migration (QEMU's MIGRATION events), and who waits for it.
+    var migrationStatus: String?
+    var migrationWaiters: [CheckedContinuation<Void, Never>] = []
+    /// How the last `start` went: booted, or started as a copy of a template.
+    public internal(set) var startPath: StartPath = .booted
     /// Which hot-plug root port holds which device id (nil: free).
     var hotplugSlots: [String?]
     private var portWaiters: [CheckedContinuation<Void, Never>] = []
@@ -33,30 +38,64 @@ public actor QEMUVirtualMachine {
     /// QEMU's pid once started.
     public var pid: pid_t? { process?.pid }
 
-    /// Starts QEMU and lets the guest run. On failure no QEMU process is left.
+    /// Starts QEMU and lets the guest run. With a template directory in the document, the VM
+    /// starts as a copy of its shape's template, making the template first when there is none
+    /// and no other VM is making it; any failure on that path ends in a plain boot, and
+    /// `startPath` says which way it went. On failure no QEMU process is left.
     public func start(timeout: Duration = .seconds(10)) async throws(VMManagerError) {
         guard process == nil else { throw .invalidConfiguration("VM \(document.id) was already started") }
+        var path = StartPath.booted
+        if document.templateDirectory != nil, document.qmpFDSocket != nil {
+            path = await startFromTemplate(timeout: timeout)
+            if path.isCopy {
+                startPath = path
+                return
+            }
+        }
+        try await launch(document, .boot, timeout: timeout)
+        try await resumeOrKill()
+        startPath = path
+    }
+
+    /// Spawns QEMU for `document` as `launch` says and connects QMP; the vCPUs stay stopped.
+    func launch(_ document: VMDocument, _ launch: QEMUCommandLine.Launch, timeout: Duration) async throws(VMManagerError) {
         for path in [document.qmpSocket, document.pidFile] { unlink(path) }
-        let child = try ChildProcess.spawn(binary, arguments: QEMUCommandLine.arguments(for: document), outputLog: document.qemuLog)
+        let child = try ChildProcess.spawn(binary, arguments: QEMUCommandLine.arguments(for: document, launch: launch),
+                                           outputLog: document.qemuLog)
         process = child
         startedAt = Date()
         do {
-            let client = try await connectQMP(child: child, timeout: timeout)
+            let client = try await connectQMP(child: child, document: document, timeout: timeout)
             qmp = client
             eventTask = Task { [weak self] in
                 for await event in client.events { await self?.handle(event) }
             }
-            try await client.execute("cont")
         } catch {
-            child.signal(SIGKILL)
-            _ = await child.wait()
-            await qmp?.close()
-            qmp = nil
+            await killLaunched()
             throw error
         }
     }
 
-    private func connectQMP(child: ChildProcess, timeout: Duration) async throws(VMManagerError) -> QMPClient {
+    /// Lets the launched VM run; kills it when QEMU refuses.
+    func resumeOrKill() async throws(VMManagerError) {
+        do {
+            try await execute("cont")
+        } catch {
+            await killLaunched()
+            throw error
+        }
+    }
+
+    /// Kills what `launch` started and forgets it.
+    func killLaunched() async {
+        guard let child = process else { return }
+        child.signal(SIGKILL)
+        _ = await child.wait()
+        await close()
+        process = nil
+    }
+
+    private func connectQMP(child: ChildProcess, document: VMDocument, timeout: Duration) async throws(VMManagerError) -> QMPClient {
         let deadline = ContinuousClock.now + timeout
         while true {
             if let status = child.exitStatus {
@@ -155,6 +194,13 @@ public actor QEMUVirtualMachine {
     }
 
     private func handle(_ event: QMPEvent) {
+        if event.name == "MIGRATION", let status = event.data["status"]?.stringValue {
+            migrationStatus = status
+            let waiters = migrationWaiters
+            migrationWaiters.removeAll()
+            waiters.forEach { $0.resume() }
+            return
+        }
         if event.name == "VSERPORT_CHANGE", let id = event.data["id"]?.stringValue {
             if event.data["open"]?.boolValue == true { openPorts.insert(id) } else { openPorts.remove(id) }
             wakePortWaiters()

@@ -95,6 +95,10 @@ public struct VMDocument: Sendable, Codable, Equatable {
     /// A second QMP monitor, for the calls that pass a descriptor (getfd with SCM_RIGHTS and
     /// the netdev_add that names it, which must share one monitor); nil: none.
     public var qmpFDSocket: String?
+    /// Where templates of this VM's shape are kept (`VMTemplateStore`): the VM starts as a
+    /// copy of a booted guest instead of booting, and the first VM of a shape makes the
+    /// template. nil: every start is a boot.
+    public var templateDirectory: String?
 
     public init(
         id: String, memoryMiB: Int, vcpus: Int, kernel: String, initrd: String,

@@ -13,6 +13,7 @@
 #include <sys/syscall.h>
 #include <termios.h>
 #include <unistd.h>
+#include <linux/random.h>
 #include "CSkiffSys.h"
 
 int skiff_finit_module(int fd, const char *params, int flags) {
@@ -194,4 +195,21 @@ int skiff_set_link_up(const char *name) {
     int error = rc == 0 ? 0 : errno;
     close(sock);
     return -error;
+}
+
+int skiff_add_entropy_and_reseed(const void *data, unsigned long len) {
+    if (len == 0 || len > 512) return -EINVAL;
+    struct {
+        struct rand_pool_info info;
+        unsigned char bytes[512];
+    } pool;
+    pool.info.entropy_count = (int)(len * 8);
+    pool.info.buf_size = (int)len;
+    memcpy(pool.bytes, data, len);
+    int fd = open("/dev/random", O_RDWR | O_CLOEXEC);
+    if (fd < 0) return -errno;
+    int rc = 0;
+    if (ioctl(fd, RNDADDENTROPY, &pool.info) != 0 || ioctl(fd, RNDRESEEDCRNG) != 0) rc = -errno;
+    close(fd);
+    return rc;
 }

@@ -33,4 +33,8 @@ int skiff_send_with_fd(int sock, const void *data, unsigned long len, int fd);
 int skiff_open_tap_in_netns(const char *netns, const char *name);
 /// Brings the network interface `name` up (SIOCSIFFLAGS); 0 or -errno.
 int skiff_set_link_up(const char *name);
+/// Mixes `len` bytes of `data` into the kernel's random pool, crediting them as entropy
+/// (RNDADDENTROPY on /dev/random), then reseeds the CRNG at once (RNDRESEEDCRNG) so what it
+/// hands out next depends on them; random(4). 0 or -errno.
+int skiff_add_entropy_and_reseed(const void *data, unsigned long len);
 #endif

@@ -15,6 +15,11 @@
 /// (`skiff.stdio`) as multiplexed streams with credit-based flow control. A request names
 /// the stream ids the host chose for a process's stdin, stdout and stderr (0 = not connected).
 
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
 import SwiftProtobuf
 
 // If the compiler emits an error on this type, it is because this file
@@ -286,6 +291,22 @@ public nonisolated struct Skiff_Agent_V1_OnlineCPUsRequest: Sendable {
   public var wanted: UInt32 = 0
 
   public var timeoutMs: UInt32 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Skiff_Agent_V1_SyncWithHostRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// The host's CLOCK_REALTIME, nanoseconds since the Unix epoch.
+  public var realtimeUnixNanos: Int64 = 0
+
+  /// Random bytes from the host (getrandom), 32 to 512.
+  public var entropy: Data = Data()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -1457,6 +1478,41 @@ nonisolated extension Skiff_Agent_V1_OnlineCPUsRequest: SwiftProtobuf.Message, S
   public static func ==(lhs: Skiff_Agent_V1_OnlineCPUsRequest, rhs: Skiff_Agent_V1_OnlineCPUsRequest) -> Bool {
     if lhs.wanted != rhs.wanted {return false}
     if lhs.timeoutMs != rhs.timeoutMs {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Skiff_Agent_V1_SyncWithHostRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".SyncWithHostRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}realtime_unix_nanos\0\u{1}entropy\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularInt64Field(value: &self.realtimeUnixNanos) }()
+      case 2: try { try decoder.decodeSingularBytesField(value: &self.entropy) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.realtimeUnixNanos != 0 {
+      try visitor.visitSingularInt64Field(value: self.realtimeUnixNanos, fieldNumber: 1)
+    }
+    if !self.entropy.isEmpty {
+      try visitor.visitSingularBytesField(value: self.entropy, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Skiff_Agent_V1_SyncWithHostRequest, rhs: Skiff_Agent_V1_SyncWithHostRequest) -> Bool {
+    if lhs.realtimeUnixNanos != rhs.realtimeUnixNanos {return false}
+    if lhs.entropy != rhs.entropy {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -19,6 +19,7 @@ public protocol Skiff_Agent_V1_AgentService: TTRPCServiceProvider {
     func unmount(_ request: Skiff_Agent_V1_UnmountRequest, context: TTRPCServerContext) async throws -> Skiff_Agent_V1_Empty
     func dumpStacks(_ request: Skiff_Agent_V1_DumpStacksRequest, context: TTRPCServerContext) async throws -> Skiff_Agent_V1_DumpStacksResponse
     func onlineCPUs(_ request: Skiff_Agent_V1_OnlineCPUsRequest, context: TTRPCServerContext) async throws -> Skiff_Agent_V1_OnlineCPUsResponse
+    func syncWithHost(_ request: Skiff_Agent_V1_SyncWithHostRequest, context: TTRPCServerContext) async throws -> Skiff_Agent_V1_Empty
     func createContainer(_ request: Skiff_Agent_V1_CreateContainerRequest, context: TTRPCServerContext) async throws -> Skiff_Agent_V1_CreateContainerResponse
     func startContainer(_ request: Skiff_Agent_V1_ContainerRequest, context: TTRPCServerContext) async throws -> Skiff_Agent_V1_Empty
     func execProcess(_ request: Skiff_Agent_V1_ExecProcessRequest, context: TTRPCServerContext) async throws -> Skiff_Agent_V1_ExecProcessResponse
@@ -76,6 +77,9 @@ extension Skiff_Agent_V1_AgentService {
             },
             .unary("OnlineCPUs") { (request: Skiff_Agent_V1_OnlineCPUsRequest, context) in
                 try await self.onlineCPUs(request, context: context)
+            },
+            .unary("SyncWithHost") { (request: Skiff_Agent_V1_SyncWithHostRequest, context) in
+                try await self.syncWithHost(request, context: context)
             },
             .unary("CreateContainer") { (request: Skiff_Agent_V1_CreateContainerRequest, context) in
                 try await self.createContainer(request, context: context)
@@ -181,6 +185,10 @@ public struct Skiff_Agent_V1_AgentClient: Sendable {
 
     public func onlineCPUs(_ request: Skiff_Agent_V1_OnlineCPUsRequest, options: TTRPCCallOptions = TTRPCCallOptions()) async throws -> Skiff_Agent_V1_OnlineCPUsResponse {
         try await client.unary(service: Self.serviceName, method: "OnlineCPUs", request: request, options: options)
+    }
+
+    public func syncWithHost(_ request: Skiff_Agent_V1_SyncWithHostRequest, options: TTRPCCallOptions = TTRPCCallOptions()) async throws -> Skiff_Agent_V1_Empty {
+        try await client.unary(service: Self.serviceName, method: "SyncWithHost", request: request, options: options)
     }
 
     public func createContainer(_ request: Skiff_Agent_V1_CreateContainerRequest, options: TTRPCCallOptions = TTRPCCallOptions()) async throws -> Skiff_Agent_V1_CreateContainerResponse {
