@@ -48,6 +48,8 @@ public actor VMController {
     public private(set) var state: VMState = .notCreated
     public private(set) var document: VMDocument?
     public private(set) var startTime: Date?
+    /// How the VM came to run: booted, or a copy of a template (`VMHost.startPath`).
+    public private(set) var startPath: StartPath?
     /// How the VM process ended, once it has.
     public private(set) var exitStatus: ExitStatus?
     private var host: (any VMHost)?
@@ -176,6 +178,7 @@ public actor VMController {
             }
             state = .running
             let path = await host.startPath
+            startPath = path
             logger.info("VM running (\(path)): QEMU up after \(qemuUp), the agent answered after \(ContinuousClock.now - begun)")
         }
     }

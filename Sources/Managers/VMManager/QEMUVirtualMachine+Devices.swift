@@ -118,9 +118,14 @@ extension QEMUVirtualMachine {
         if let slot = hotplugSlots.firstIndex(of: id) { hotplugSlots[slot] = nil }
     }
 
-    /// Asks the guest, through the balloon, to give back memory down to `bytes`.
+    /// Asks the guest, through the balloon, to give back memory down to `bytes`. Refused for a
+    /// copy of a template: QEMU 7.2 discards a page of a file-backed RAM by punching a hole in
+    /// the file, which for a copy is the template every copy maps.
     public func setMemoryTarget(bytes: Int) async throws(VMManagerError) {
         guard document.balloon else { throw .invalidConfiguration("VM \(document.id) has no balloon device") }
+        guard !startPath.isCopy else {
+            throw .invalidConfiguration("VM \(document.id) is a copy of a template: its memory cannot shrink through the balloon")
+        }
         guard bytes > 0, bytes <= document.memoryMiB << 20 else {
             throw .invalidConfiguration("memory target \(bytes) must be 1 to \(document.memoryMiB << 20) bytes")
         }
