@@ -23,10 +23,13 @@ import Testing
         #expect(config.pciRootPorts == 4 && ports.pciRootPorts == 9 && ports.vmOptions(imageDirectory: nil).pciRootPorts == 9)
         let guestKernel = try SandboxConfig.from(annotations: ["io.skiff.vfio-mode": "guest-kernel"])
         #expect(config.vfioMode == "vfio" && guestKernel.vfioMode == "guest-kernel")
+        let booted = try SandboxConfig.from(annotations: ["io.skiff.templates": "off"])
+        #expect(config.vmOptions(imageDirectory: nil).templates, "a VM is a copy of a template unless asked")
+        #expect(!booted.vmOptions(imageDirectory: nil).templates)
     }
 
     @Test(arguments: [
-        ("io.skiff.memory-mib", "32"), ("io.skiff.memory-mib", "lots"), ("io.skiff.vcpus", "0"),
+        ("io.skiff.memory-mib", "32"), ("io.skiff.memory-mib", "lots"), ("io.skiff.vcpus", "0"), ("io.skiff.templates", "yes"),
         ("io.skiff.accel", "hvf"), ("io.skiff.kernel", "relative"), ("io.skiff.boot-timeout", "0"),
         ("io.skiff.no-such-setting", "1"), ("io.skiff.rootfs", "nfs"), ("io.skiff.scratch-mib", "8"),
         ("io.skiff.pci-ports", "17"), ("io.skiff.pci-ports", "-1"), ("io.skiff.vfio-mode", "passthrough"),
