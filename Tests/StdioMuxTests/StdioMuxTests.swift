@@ -90,6 +90,32 @@ private func collect(_ receiver: MuxReceiver) async throws -> [UInt8] {
         }
     }
 
+    @Test func creditReturnsInQuarterWindowsNotAFrameAChunk() async throws {
+        try await withMuxPair { host, guest in
+            let receiver = host.receiver(stream: 3, window: 1 << 20)
+            async let received = collect(receiver)
+            let sender = guest.sender(stream: 3)
+            for _ in 0..<64 { try await sender.send(ByteBuffer(bytes: Array(repeating: 3, count: 64 << 10))) }
+            try await sender.finish()
+            #expect(try await received.count == 4 << 20)
+            let frames = guest.state.withLock { $0.creditFramesReceived }
+            // The first grant, then one per 256 KiB consumed (and a last partial one at most).
+            #expect(frames >= 2 && frames <= 1 + 16 + 1, "\(frames) credit frames for 4 MiB in 64 KiB chunks")
+        }
+    }
+
+    @Test func aReceiverGrantsWhatIsLeftWhenTheSenderHasNoCreditLeft() async throws {
+        try await withMuxPair { host, guest in
+            // A window below the batch: every byte must still come back, or the sender waits for ever.
+            let receiver = host.receiver(stream: 4, window: 3)
+            async let received = collect(receiver)
+            let sender = guest.sender(stream: 4)
+            try await sender.send(ByteBuffer(bytes: Array(repeating: 4, count: 100)))
+            try await sender.finish()
+            #expect(try await received.count == 100)
+        }
+    }
+
     @Test func aSlowStreamDoesNotHoldUpAnother() async throws {
         try await withMuxPair { host, guest in
             _ = host.receiver(stream: 1, window: 4)   // never read

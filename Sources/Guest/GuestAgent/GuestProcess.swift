@@ -27,9 +27,9 @@ public final class GuestProcess: Sendable {
     private let exitRecord: Locked<WaitStatusAndTime?>
     private let stdinReceiver: MuxReceiver?
     static let drainTimeout: Duration = .seconds(5)
-    /// Reads of output in 64 KiB: fewer, fuller frames on the stdio channel (the adaptive
+    /// Reads of output in 256 KiB (the pipe holds 1 MiB): fewer, fuller frames on the stdio channel (the adaptive
     /// default starts at 2 KiB, and every frame costs emulated CPU in the guest).
-    static let readSize = FixedSizeRecvByteBufferAllocator(capacity: 64 << 10)
+    static let readSize = FixedSizeRecvByteBufferAllocator(capacity: 256 << 10)
 
     public struct WaitStatusAndTime: Sendable {
         public var status: WaitStatus

@@ -59,6 +59,9 @@ public enum ProcessSpawner {
         func makePipe() throws(AgentError) -> (read: Int32, write: Int32) {
             var fds: [Int32] = [-1, -1]
             guard skiff_pipe_cloexec(&fds) == 0 else { throw .errno("pipe") }
+            // 1 MiB (the default pipe-max-size) rather than 64 KiB: the agent reads a process's
+            // output in larger pieces, a frame each, and the process blocks less often.
+            _ = skiff_set_pipe_size(fds[0], 1 << 20)
             return (fds[0], fds[1])
         }
 

@@ -213,3 +213,8 @@ int skiff_add_entropy_and_reseed(const void *data, unsigned long len) {
     close(fd);
     return rc;
 }
+
+int skiff_set_pipe_size(int fd, int bytes) {
+    int rc = fcntl(fd, F_SETPIPE_SZ, bytes);
+    return rc < 0 ? -errno : rc;
+}

@@ -6,16 +6,22 @@ public struct MuxSender: Sendable {
     let mux: StdioMux
     public let stream: UInt32
     /// Largest data frame; smaller frames interleave streams more fairly.
-    static let chunk = 64 << 10
+    static let chunk = 256 << 10
 
-    /// Sends `buffer`, waiting for credit as needed. Throws `MuxError.reset` when the
-    /// receiver gave up on the stream, `.closed` when the connection is gone.
+    /// Sends `buffer`, waiting for credit as needed; returns once its frames are queued on
+    /// the connection, not written: the receiver's credit already bounds what is in flight,
+    /// and a round trip through the event loop per frame would hold the sender's next read
+    /// (under emulation, a large share of a stream's time). A failed write closes the
+    /// connection, which the next call sees. Throws `MuxError.reset` when the receiver gave
+    /// up on the stream, `.closed` when the connection is gone.
     public func send(_ buffer: ByteBuffer) async throws {
         var buffer = buffer
         while buffer.readableBytes > 0 {
             let allowed = try await takeCredit(upTo: min(buffer.readableBytes, Self.chunk))
             guard let slice = buffer.readSlice(length: allowed) else { return }
-            try await mux.write(MuxFrame(stream: stream, kind: .data, payload: slice)).get()
+            mux.write(MuxFrame(stream: stream, kind: .data, payload: slice)).whenFailure { [mux] error in
+                mux.failAll(.closed)
+            }
         }
     }
 
@@ -122,15 +128,24 @@ public struct MuxReceiver: AsyncSequence, Sendable {
 }
 
 extension StdioMux {
-    /// The consumer took `bytes` of `stream`: grant them to the sender again.
+    /// The consumer took `bytes` of `stream`: grant them to the sender again, in batches of a
+    /// quarter window, or at once when the sender has nothing left to send on (so it never
+    /// waits for a batch that cannot fill).
     func consumed(stream: UInt32, bytes: Int) {
         guard bytes > 0 else { return }
-        let open = state.withLock { state -> Bool in
-            guard var receive = state.receivers[stream], !receive.eof else { return false }
-            receive.granted += bytes
+        let grant = state.withLock { state -> Int in
+            guard var receive = state.receivers[stream], !receive.eof else { return 0 }
+            receive.consumedUngranted += bytes
+            let buffered = receive.chunks[receive.head...].reduce(0) { $0 + $1.readableBytes }
+            var grant = 0
+            if receive.consumedUngranted >= receive.regrantThreshold || receive.granted + buffered == 0 {
+                grant = receive.consumedUngranted
+                receive.consumedUngranted = 0
+                receive.granted += grant
+            }
             state.receivers[stream] = receive
-            return true
+            return grant
         }
-        if open { write(.credit(stream: stream, bytes: bytes)) }
+        if grant > 0 { write(.credit(stream: stream, bytes: grant)) }
     }
 }

@@ -6,6 +6,8 @@ int skiff_set_window_size(int fd, unsigned short rows, unsigned short cols);
 int skiff_open_pty(int *master, char *slave_name, unsigned long slave_name_len);
 #include <spawn.h>
 int skiff_pipe_cloexec(int fds[2]);
+/// Sets the capacity of the pipe `fd` belongs to (F_SETPIPE_SZ): the capacity set, or -errno.
+int skiff_set_pipe_size(int fd, int bytes);
 int skiff_spawn_addchdir(posix_spawn_file_actions_t *actions, const char *path);
 int skiff_spawn_addclosefrom(posix_spawn_file_actions_t *actions, int from);
 /// Puts the calling thread under SCHED_IDLE: it runs only when nothing else wants the CPU.
