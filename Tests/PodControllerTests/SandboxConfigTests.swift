@@ -26,10 +26,13 @@ import Testing
         let booted = try SandboxConfig.from(annotations: ["io.skiff.templates": "off"])
         #expect(config.vmOptions(imageDirectory: nil).templates, "a VM is a copy of a template unless asked")
         #expect(!booted.vmOptions(imageDirectory: nil).templates)
+        let merged = try SandboxConfig.from(annotations: ["io.skiff.ksm": "on"])
+        #expect(!config.vmOptions(imageDirectory: nil).memoryMerging, "KSM is an opt-in")
+        #expect(merged.vmOptions(imageDirectory: nil).memoryMerging)
     }
 
     @Test(arguments: [
-        ("io.skiff.memory-mib", "32"), ("io.skiff.memory-mib", "lots"), ("io.skiff.vcpus", "0"), ("io.skiff.templates", "yes"),
+        ("io.skiff.memory-mib", "32"), ("io.skiff.memory-mib", "lots"), ("io.skiff.vcpus", "0"), ("io.skiff.templates", "yes"), ("io.skiff.ksm", "1"),
         ("io.skiff.accel", "hvf"), ("io.skiff.kernel", "relative"), ("io.skiff.boot-timeout", "0"),
         ("io.skiff.no-such-setting", "1"), ("io.skiff.rootfs", "nfs"), ("io.skiff.scratch-mib", "8"),
         ("io.skiff.pci-ports", "17"), ("io.skiff.pci-ports", "-1"), ("io.skiff.vfio-mode", "passthrough"),

@@ -8,7 +8,7 @@ import Testing
     @Test func defaultDocumentDerivesTheFullTCGCommandLine() throws {
         let args = QEMUCommandLine.arguments(for: try base.build())
         #expect(args == [
-            "-name", "skiff-pod1", "-machine", "q35,sata=off,smbus=off,vmport=off", "-nodefaults", "-no-user-config", "-nographic", "-no-reboot",
+            "-name", "skiff-pod1", "-machine", "q35,sata=off,smbus=off,vmport=off,mem-merge=off", "-nodefaults", "-no-user-config", "-nographic", "-no-reboot",
             "-S", "-pidfile", "/run/skiff/pod1/qemu.pid",
             "-accel", "tcg,tb-size=32", "-cpu", "max,-erms,-fsrm",
             "-bios", "/usr/share/qemu/qboot.rom",
@@ -74,7 +74,7 @@ import Testing
     @Test func aTemplatesRAMIsASharedFileAndACopyMapsItPrivateAndWaitsForItsState() throws {
         let document = try base.build()
         let template = QEMUCommandLine.arguments(for: document, launch: .template(memoryFile: "/t/memory"))
-        #expect(template.contains(subsequence: ["-machine", "q35,sata=off,smbus=off,vmport=off,memory-backend=guestram"]))
+        #expect(template.contains(subsequence: ["-machine", "q35,sata=off,smbus=off,vmport=off,mem-merge=off,memory-backend=guestram"]))
         #expect(template.contains(subsequence: ["-object", "memory-backend-file,id=guestram,size=256M,mem-path=/t/memory,share=on"]))
         #expect(!template.contains("-incoming"))
         let copy = QEMUCommandLine.arguments(for: document, launch: .copy(memoryFile: "/t/memory"))
@@ -87,6 +87,11 @@ import Testing
         let boot = QEMUCommandLine.arguments(for: document)
         #expect(boot.contains("virtio-balloon-pci,id=balloon0,free-page-reporting=on"))
         #expect(!boot.contains { $0.contains("guestram") } && !boot.contains("-incoming"))
+    }
+
+    @Test func guestRAMIsMergeableOnlyWhenThePodOptsIn() throws {
+        #expect(QEMUCommandLine.arguments(for: try base.build()).contains("q35,sata=off,smbus=off,vmport=off,mem-merge=off"))
+        #expect(QEMUCommandLine.arguments(for: try base.memoryMerging(true).build()).contains("q35,sata=off,smbus=off,vmport=off,mem-merge=on"))
     }
 
     @Test func vsockChannelAddsAVhostVsockDeviceInsteadOfTheSerialPort() throws {

@@ -33,6 +33,9 @@ public struct SandboxConfig: Sendable, Equatable {
     /// Whether the pod's VM starts as a copy of a booted template of its shape (`templates`:
     /// `on`, the default, or `off`: every VM boots); see `VMOptions.templates`.
     public var templates = true
+    /// Whether the host's KSM may merge the VM's memory with other VMs' (`ksm`: `on` or `off`,
+    /// the default); `on` starts KSM when it is stopped. See `VMOptions.memoryMerging`.
+    public var ksm = false
 
     public enum RootfsMode: String, Sendable, Equatable { case block, ninep = "9p" }
 
@@ -51,6 +54,7 @@ public struct SandboxConfig: Sendable, Equatable {
         options.disksEarly = rootfs == .block
         options.pciRootPorts = pciRootPorts
         options.templates = templates
+        options.memoryMerging = ksm
         return options
     }
 
@@ -135,6 +139,9 @@ public struct SandboxConfig: Sendable, Equatable {
         case "templates":
             guard ["on", "off"].contains(value) else { throw .invalidArgument("\(key)=\(value): on or off") }
             self.templates = value == "on"
+        case "ksm":
+            guard ["on", "off"].contains(value) else { throw .invalidArgument("\(key)=\(value): on or off") }
+            self.ksm = value == "on"
         case "scratch-mib":
             guard let mib = Int(value), (16...1_048_576).contains(mib) else { throw .invalidArgument("\(key)=\(value): 16 to 1048576 MiB") }
             self.scratchMiB = mib

@@ -183,6 +183,15 @@ public actor VMController {
         }
     }
 
+    /// Starts the host's KSM for a VM whose memory may be merged; says what it found.
+    func startHostKSM() {
+        switch HostKSM.ensureRunning() {
+        case .alreadyRunning: break
+        case .started: logger.info("started the host's KSM (/sys/kernel/mm/ksm/run = 1) for a VM with memory merging")
+        case let .unavailable(reason): logger.warning("memory merging asked for, but the host's KSM cannot run: \(reason)")
+        }
+    }
+
     private func exitDescription() -> String? {
         exitStatus.map { "exited (\($0))" }
     }

@@ -33,6 +33,9 @@ public struct VMOptions: Sendable, Equatable {
     /// page cache and runs on from where the template's agent opened its ports; the host then
     /// sets its clock and reseeds its random generator (SyncWithHost).
     public var templates = true
+    /// Let the host's KSM merge this VM's guest RAM with other VMs' (`VMDocument.memoryMerging`),
+    /// starting KSM when it is stopped (`HostKSM.ensureRunning`; it is never stopped).
+    public var memoryMerging = false
 
     public init() {}
 }
@@ -67,10 +70,12 @@ extension VMController {
                 .pciHotplugSlots(options.pciRootPorts)
                 .virtualIOMMU(options.virtualIOMMU && options.pciRootPorts > 0)
                 .templates(directory: options.templates ? Self.templateDirectory(image: image) : nil)
+                .memoryMerging(options.memoryMerging)
                 .build()
         } catch {
             throw .invalidArgument("\(error)")
         }
+        if options.memoryMerging { startHostKSM() }
         try await createVM(document)
     }
 }

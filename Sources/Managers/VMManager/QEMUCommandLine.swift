@@ -34,7 +34,7 @@ public enum QEMUCommandLine {
     static let guestRAMBackendID = "guestram"
 
     public static func arguments(for d: VMDocument, launch: Launch = .boot) -> [String] {
-        var machine = "q35,sata=off,smbus=off,vmport=off"
+        var machine = "q35,sata=off,smbus=off,vmport=off,mem-merge=\(d.memoryMerging ? "on" : "off")"
         var ramBackend: [String] = []
         switch launch {
         case .boot: break

@@ -84,6 +84,8 @@ public struct VMBuilder: Sendable {
             else { $0.kernelArguments.removeAll { $0 == VMDocument.iommuPassthroughArgument } }
         }
     }
+    /// Marks guest RAM mergeable for the host's KSM (`VMDocument.memoryMerging`).
+    public func memoryMerging(_ enabled: Bool) -> VMBuilder { with { $0.memoryMerging = enabled } }
     /// Keeps templates of this VM's shape in `directory` (nil: every start boots).
     public func templates(directory: String?) -> VMBuilder { with { $0.templateDirectory = directory } }
     /// Lets the VM grow to `count` vCPUs by hot-adding (`QEMUVirtualMachine.setVCPUs`).

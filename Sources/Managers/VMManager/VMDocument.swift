@@ -73,6 +73,11 @@ public struct VMDocument: Sendable, Codable, Equatable {
     /// container through /dev/vfio/GROUP as it would under runc. The guest runs its own drivers
     /// with passthrough DMA (`iommu.passthrough=1`): only VFIO users get translated domains.
     public var virtualIOMMU = false
+    /// Whether QEMU marks guest RAM mergeable (`-machine mem-merge=`, madvise MADV_MERGEABLE), so
+    /// the host's KSM may merge identical pages across VMs (Documentation/admin-guide/mm/ksm.rst).
+    /// Off by default: merging costs the host's CPU a scan and makes page contents observable
+    /// by timing; a pod opts in.
+    public var memoryMerging = false
     /// The guest's root image, mapped read-only into guest memory as a virtio-pmem device
     /// (QEMU's docs/virtio-pmem.rst): the guest reads it through DAX, straight from the host's
     /// page cache, which every VM booted from that image shares. `sizeBytes` is the file's
