@@ -100,4 +100,36 @@ import VMManager
             throw error
         }
     }
+
+    @Test func aCleanupFromTheHandlesFileWhileATemplateIsMadeLeavesNothing() async throws {
+        let root = "/tmp/skiff-tpl-\(UUID().uuidString.prefix(8))"
+        let templates = root + "/templates"
+        try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let (vm, state) = try await makeVM(root: root, templates: templates)
+        let starting = Task { try await vm.startVM(bootTimeout: .seconds(120)) }
+        // The template's guest is booting once its memory file exists and the pid file names QEMU.
+        let build = VMTemplateStore(directory: templates).buildDirectory(forVM: vm.id)
+        let pidFile = state + "/qemu.pid"
+        var pid: Int32?
+        for _ in 0..<3000 where pid == nil {
+            if access(build + "/memory", F_OK) == 0, let text = try? String(contentsOfFile: pidFile, encoding: .utf8) {
+                pid = Int32(text.trimmingCharacters(in: .whitespacesAndNewlines))
+            }
+            if pid == nil { try await Task.sleep(for: .milliseconds(10)) }
+        }
+        let templateQEMU = try #require(pid, "the template's QEMU never started")
+        // What `shim delete` runs after the shim was killed: the handles file alone.
+        let failures = await VMController.cleanUp(stateDirectory: state)
+        #expect(failures.isEmpty, "\(failures)")
+        let cmdline = (try? String(contentsOfFile: "/proc/\(templateQEMU)/cmdline", encoding: .utf8)) ?? ""
+        #expect(!cmdline.contains("skiff-\(vm.id)"), "the template's QEMU outlived the cleanup")
+        #expect(!FileManager.default.fileExists(atPath: build), "the half-made template is left")
+        _ = try? await starting.value
+        try? await vm.terminateVM()
+        #expect(qemuProcesses(named: "skiff-\(vm.id)").isEmpty)
+        #expect(!FileManager.default.fileExists(atPath: state))
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: templates)) ?? []
+        #expect(!names.contains { $0.hasPrefix("build-") }, "\(names)")
+    }
 }
