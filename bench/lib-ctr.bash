@@ -3,7 +3,7 @@
 # Leaves $address and $image set.
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
-swift build -c release --product containerd-shim-skiff-v2 >&2
+swift build -c release --static-swift-stdlib --product containerd-shim-skiff-v2 >&2
 bin=$(swift build -c release --show-bin-path)
 scripts/build-guest --agent "$(scripts/build-agent)" >&2
 dir=$(mktemp -d /tmp/skiff-bench-XXXXXX)

@@ -61,13 +61,8 @@ extension ContainerdE2E {
                 cri.stop()
                 throw error
             }
+            try await expectNoLeftovers(of: cri.dir)
             cri.stop()
-            for _ in 0..<60 where !skiffQEMUs().isEmpty { try await Task.sleep(for: .milliseconds(50)) }
-            #expect(skiffQEMUs().isEmpty, "QEMU left")
-            let shims = (try? PrivateContainerd.shell("pgrep -f '^[^ ]*[c]ontainerd-shim-skiff-v2( |$)' || true")) ?? ""
-            #expect(shims.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty, "shims left: \(shims)")
-            let mounts = (try? String(contentsOfFile: "/proc/self/mounts", encoding: .utf8)) ?? ""
-            #expect(!mounts.contains("/run/skiff/pod-") && !mounts.contains(cri.dir), "mounts left")
             let netns = (try? PrivateContainerd.shell("ip netns list")) ?? ""
             #expect(!netns.contains("cni-"), "CNI namespaces left: \(netns)")
         }
@@ -88,7 +83,7 @@ extension ContainerdE2E {
                 let side = await cri.cri("create \(pod) side \(PrivateCRI.image) sleep 600")
                 #expect(await cri.cri("start \(side.output)").status == 0)
                 #expect(await cri.cri("state \(web.output)").output == "CONTAINER_RUNNING 0")
-                #expect(skiffQEMUs().count == 1, "one VM for the pod")
+                #expect(skiffQEMUs(of: cri.dir).count == 1, "one VM for the pod")
                 // The pod's server from the bridge's side, on the pod's IP.
                 var answer = await cri.fromBridge("/usr/bin/python3 -c \"import urllib.request; print(urllib.request.urlopen('http://\(ip):8080/', timeout=20).read().decode(), end='')\"")
                 for _ in 0..<20 where answer.status != 0 {
@@ -117,7 +112,7 @@ extension ContainerdE2E {
                 }
                 #expect(await cri.cri("stopp \(pod)").status == 0)
                 #expect(await cri.cri("rmp \(pod)").status == 0)
-                #expect(skiffQEMUs().isEmpty, "the VM ends with the pod")
+                #expect(skiffQEMUs(of: cri.dir).isEmpty, "the VM ends with the pod")
             }
         }
 
@@ -126,13 +121,13 @@ extension ContainerdE2E {
                 let pod = await cri.cri("runp killed-pod skiff").output
                 let box = await cri.cri("create \(pod) box \(PrivateCRI.image) sleep 600").output
                 #expect(await cri.cri("start \(box)").status == 0)
-                _ = try PrivateContainerd.shell("pkill -9 -f '^[^ ]*containerd-shim-skiff-v2 .*-id \(pod)'")
+                #expect(killShim(of: cri.dir, serving: pod) == 1)
                 _ = await cri.cri("stop \(box)")
                 _ = await cri.cri("rm \(box)")
                 #expect(await cri.cri("stopp \(pod)").status == 0)
                 #expect(await cri.cri("rmp \(pod)").status == 0)
-                for _ in 0..<100 where !skiffQEMUs().isEmpty { try await Task.sleep(for: .milliseconds(50)) }
-                #expect(skiffQEMUs().isEmpty, "QEMU left after the CRI plugin's cleanup")
+                for _ in 0..<100 where !skiffQEMUs(of: cri.dir).isEmpty { try await Task.sleep(for: .milliseconds(50)) }
+                #expect(skiffQEMUs(of: cri.dir).isEmpty, "QEMU left after the CRI plugin's cleanup")
             }
         }
     }

@@ -42,17 +42,17 @@ extension ContainerdE2E {
                 let pod = "--annotation io.kubernetes.cri.sandbox-id=pod1"
                 #expect(try await cd.ctr("run -d \(pod) \(Self.runtime) \(Self.image) p1a sleep 300").status == 0)
                 #expect(try await cd.ctr("run -d \(pod) \(Self.runtime) \(Self.image) p1b sleep 300").status == 0)
-                #expect(skiffQEMUs().count == 1, "one VM for the pod")
+                #expect(skiffQEMUs(of: cd.dir).count == 1, "one VM for the pod")
                 let tasks = try await cd.ctr("task ls").output
                 #expect(tasks.contains("p1a") && tasks.contains("p1b") && tasks.components(separatedBy: "RUNNING").count == 3, "\(tasks)")
                 for id in ["p1a", "p1b"] {
                     #expect(try await cd.ctr("task kill -s SIGKILL \(id)").status == 0)
                     try await waitUntil(cd, task: id, shows: "STOPPED")
                     #expect(try await cd.ctr("task delete \(id)").status == 0)
-                    if id == "p1a" { #expect(skiffQEMUs().count == 1, "the VM stays while p1b runs") }
+                    if id == "p1a" { #expect(skiffQEMUs(of: cd.dir).count == 1, "the VM stays while p1b runs") }
                     #expect(try await cd.ctr("container delete \(id)").status == 0)
                 }
-                #expect(skiffQEMUs().isEmpty, "the VM ends with the last container")
+                #expect(skiffQEMUs(of: cd.dir).isEmpty, "the VM ends with the last container")
             }
         }
 
@@ -83,7 +83,7 @@ extension ContainerdE2E {
                 #expect(app.status == 0, "\(app.output)")
                 #expect(inSandbox.status == 0 && inSandbox.output.contains("ipc:["), "\(inSandbox.output)")
                 #expect(app.output == inSandbox.output, "app \(app.output) / sandbox \(inSandbox.output)")
-                #expect(skiffQEMUs().count == 1, "one VM for the pod")
+                #expect(skiffQEMUs(of: cd.dir).count == 1, "one VM for the pod")
                 #expect(try await cd.ctr("task kill -s SIGKILL cri-sandbox").status == 0)
                 try await waitUntil(cd, task: "cri-sandbox", shows: "STOPPED")
                 #expect(try await cd.ctr("task delete cri-sandbox").status == 0)
@@ -123,10 +123,7 @@ extension ContainerdE2E {
                 #expect(await cd.shimdiag("exec", "dg1 cat /mnt/diag/f").output == "from the host\n")
                 #expect(await cd.shimdiag("exec", "dg1 touch /mnt/diag/x").status != 0)
                 // A share the guest cannot mount is refused and leaves no host bind behind.
-                func vmMounts() -> Int {
-                    ((try? String(contentsOfFile: "/proc/self/mounts", encoding: .utf8)) ?? "")
-                        .split(separator: "\n").filter { $0.contains("/run/skiff/pod-") }.count
-                }
+                func vmMounts() -> Int { SkiffCensus.of(cd.dir).mounts.count }
                 let mountsBefore = vmMounts()
                 let refused = await cd.shimdiag("share", "dg1 \(host) /proc/skiff-no-such-dir")
                 #expect(refused.status != 0, "\(refused.output)")
@@ -146,7 +143,7 @@ extension ContainerdE2E {
         @Test func sigkillOfQEMUStopsTheTaskWhichThenDeletesCleanly() async throws {
             try await withContainerd { cd in
                 #expect(try await cd.ctr("run -d \(Self.runtime) \(Self.image) q1 sleep 300").status == 0)
-                let qemus = skiffQEMUs()
+                let qemus = skiffQEMUs(of: cd.dir)
                 #expect(qemus.count == 1)
                 for pid in qemus { kill(pid, SIGKILL) }
                 // The shim sees its VM go: the task exits, and the shim stays to answer.
@@ -161,11 +158,11 @@ extension ContainerdE2E {
         @Test func sigkillOfTheShimThenContainerdsCleanupLeavesNothing() async throws {
             try await withContainerd { cd in
                 #expect(try await cd.ctr("run -d \(Self.runtime) \(Self.image) k1 sleep 300").status == 0)
-                #expect(skiffQEMUs().count == 1)
-                _ = try PrivateContainerd.shell("pkill -9 -f '[c]ontainerd-shim-skiff-v2.*-id k1'")
+                #expect(skiffQEMUs(of: cd.dir).count == 1)
+                #expect(killShim(of: cd.dir, serving: "k1") == 1)
                 // containerd sees the shim go, runs `shim delete`, and marks the task stopped.
                 try await waitForDeadShim(cd)
-                for _ in 0..<100 where !skiffQEMUs().isEmpty { try await Task.sleep(for: .milliseconds(50)) }
+                for _ in 0..<100 where !skiffQEMUs(of: cd.dir).isEmpty { try await Task.sleep(for: .milliseconds(50)) }
                 _ = try await cd.ctr("task delete k1")
                 #expect(try await cd.ctr("container delete k1").status == 0)
             }

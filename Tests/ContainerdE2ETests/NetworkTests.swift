@@ -97,7 +97,7 @@ extension ContainerdE2E {
             try await withContainerd { cd async throws in
                 #expect(try await cd.ctr("run -d --with-ns network:\(net.path) \(Self.runtime) \(Self.image) k9 sleep 600").status == 0)
                 #expect(net.leftovers().contains("ingress"))
-                _ = try PrivateContainerd.shell("pkill -9 -f '^[^ ]*containerd-shim-skiff-v2 .*-id k9'")
+                #expect(killShim(of: cd.dir, serving: "k9") == 1)
                 try await waitForDeadShim(cd)
                 _ = try await cd.ctr("task rm -f k9")
                 #expect(try await cd.ctr("container rm k9").status == 0)

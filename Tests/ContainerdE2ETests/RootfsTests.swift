@@ -59,11 +59,11 @@ extension ContainerdE2E {
                 let scratch = try PrivateContainerd.shell("find \(cd.dir) -name 'skiff-scratch.ext4'")
                 #expect(!scratch.isEmpty, "the running container has its scratch disk")
                 let cached = cachedImages()
-                _ = try PrivateContainerd.shell("pkill -9 -f '[c]ontainerd-shim-skiff-v2.*-id kb'")
+                #expect(killShim(of: cd.dir, serving: "kb") == 1)
                 try await waitForDeadShim(cd)
                 _ = try await cd.ctr("task delete kb")
                 #expect(try await cd.ctr("container delete kb").status == 0)
-                for _ in 0..<100 where !skiffQEMUs().isEmpty { try await Task.sleep(for: .milliseconds(50)) }
+                for _ in 0..<100 where !skiffQEMUs(of: cd.dir).isEmpty { try await Task.sleep(for: .milliseconds(50)) }
                 let left = try PrivateContainerd.shell("find \(cd.dir) -name 'skiff-*.ext4' -o -name 'skiff-*.erofs'")
                 #expect(left.isEmpty, "no scratch disk or upper image left: \(left)")
                 let mounts = (try? String(contentsOfFile: "/proc/self/mounts", encoding: .utf8)) ?? ""

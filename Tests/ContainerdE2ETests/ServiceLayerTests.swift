@@ -130,7 +130,7 @@ extension ContainerdE2E {
                     wait $a; ea=$?; wait $b; eb=$?; echo "exits $ea $eb"
                     """)
                 #expect(both.output.contains("exits 0 0"), "\(both.output)")
-                #expect(skiffQEMUs().count == 1, "one VM for the pod")
+                #expect(skiffQEMUs(of: cd.dir).count == 1, "one VM for the pod")
                 for id in ["ra", "rb"] {
                     let exec = try await cd.ctr("task exec --exec-id e \(id) true")
                     if exec.status != 0 {

@@ -10,6 +10,7 @@ import Testing
         #expect(args == [
             "-name", "skiff-pod1", "-machine", "q35,sata=off,smbus=off,vmport=off,mem-merge=off", "-nodefaults", "-no-user-config", "-nographic", "-no-reboot",
             "-S", "-pidfile", "/run/skiff/pod1/qemu.pid",
+            "-sandbox", "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny",
             "-accel", "tcg,tb-size=32", "-cpu", "max,-erms,-fsrm",
             "-bios", "/usr/share/qemu/qboot.rom",
             "-m", "256", "-smp", "1",

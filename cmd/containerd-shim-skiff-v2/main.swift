@@ -76,7 +76,11 @@ case .serve:
     let logger = Logger(label: "skiff.shim")
     let ttrpcAddress = ProcessInfo.processInfo.environment["TTRPC_ADDRESS"] ?? arguments.address + ".ttrpc"
     let events = EventPublisher(address: ttrpcAddress, namespace: arguments.namespace, logger: logger)
-    let pod = PodController(events: events, logger: logger, scope: "\(arguments.address)/\(arguments.namespace)")
+    // Where each pod's VM state lives: SKIFF_STATE_ROOT from containerd's environment (a
+    // private containerd keeps its pods under its own directory), else /run/skiff.
+    let stateRoot = ProcessInfo.processInfo.environment["SKIFF_STATE_ROOT"] ?? "/run/skiff"
+    guard stateRoot.hasPrefix("/") else { fail("serve: SKIFF_STATE_ROOT must be an absolute path, not \(stateRoot)") }
+    let pod = PodController(events: events, logger: logger, scope: "\(arguments.address)/\(arguments.namespace)", stateRoot: stateRoot)
     let service = TaskService(pod: pod, logger: logger, onShutdown: {
         Task {
             await events.flush()

@@ -8,8 +8,8 @@ enum GuestSpec {
     /// The spec file Skiff writes beside containerd's config.json in the bundle.
     static let fileName = "skiff-config.json"
 
-    /// Reads and decodes containerd's spec (config.json). InvalidArgument if it is missing or
-    /// not a spec, or has no process to run.
+    /// Reads and decodes containerd's spec (config.json). InvalidArgument if it is missing, not
+    /// a spec, or breaks a rule of `OCISpecChecks`.
     static func read(_ path: String) throws(SkiffError) -> OCISpec {
         guard let data = FileManager.default.contents(atPath: path) else {
             throw .invalidArgument("cannot read the OCI spec at \(path)")
@@ -18,7 +18,7 @@ enum GuestSpec {
         do { spec = try JSONDecoder().decode(OCISpec.self, from: data) } catch {
             throw .invalidArgument("the OCI spec at \(path) does not decode: \(error)", cause: error)
         }
-        guard let args = spec.process?.args, !args.isEmpty else { throw .invalidArgument("the OCI spec has no process.args") }
+        try OCISpecChecks.check(spec)
         return spec
     }
 
@@ -96,6 +96,8 @@ enum GuestSpec {
             linux.mountLabel = nil
             spec.linux = linux
         }
+        // As runc: a negative pids limit is no limit (crun would refuse it).
+        if let limit = spec.linux?.resources?.pids?.limit, limit < 0 { spec.linux?.resources?.pids = nil }
         let rootPath = root
         var root = spec.root ?? OCISpec.Root()
         root.path = rootPath

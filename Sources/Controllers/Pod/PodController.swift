@@ -247,14 +247,8 @@ public actor PodController {
         return pids
     }
 
-    /// containerd's identifier rule (letters and digits, with '-', '_' or '.' between them),
-    /// up to 128 characters: ids become crun's arguments and file names in the guest.
+    /// Throws `.invalidArgument` unless `id` follows containerd's identifier rule.
     static func validate(id: String, what: String) throws(SkiffError) {
-        let scalars = id.unicodeScalars
-        let alnum: (Unicode.Scalar) -> Bool = { ("a"..."z").contains($0) || ("A"..."Z").contains($0) || ("0"..."9").contains($0) }
-        guard !id.isEmpty, scalars.count <= 128, let first = scalars.first, alnum(first),
-              scalars.allSatisfy({ alnum($0) || $0 == "-" || $0 == "_" || $0 == "." }) else {
-            throw .invalidArgument("invalid \(what) \(id.debugDescription): letters and digits, with '-', '_' or '.' between them")
-        }
+        try ContainerdIdentifier.validate(id, what: what)
     }
 }

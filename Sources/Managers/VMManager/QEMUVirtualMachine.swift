@@ -67,6 +67,7 @@ public actor QEMUVirtualMachine {
         do {
             let client = try await connectQMP(child: child, document: document, timeout: timeout)
             qmp = client
+            Self.restrictModes(of: document)
             eventTask = Task { [weak self] in
                 for await event in client.events { await self?.handle(event) }
             }
@@ -74,6 +75,17 @@ public actor QEMUVirtualMachine {
             await killLaunched()
             throw error
         }
+    }
+
+    /// Makes what QEMU created for `document` (its monitors', the agent's and its console's
+    /// sockets and files, which it makes with the shim's umask) readable and writable by
+    /// their owner only, 0600, before anything connects through them. Once QMP answers, QEMU
+    /// has made them all (character devices come before monitors). A path that is not there
+    /// (an optional monitor) is skipped.
+    static func restrictModes(of document: VMDocument) {
+        var paths = [document.qmpSocket, document.consoleLog, document.qemuLog] + (document.qmpFDSocket.map { [$0] } ?? [])
+        if case let .virtioSerial(control, stdio) = document.agentChannel { paths += [control.socketPath, stdio.socketPath] }
+        for path in paths { _ = chmod(path, 0o600) }
     }
 
     /// Lets the launched VM run; kills it when QEMU refuses.

@@ -21,8 +21,16 @@ public final class TaskService: Containerd_Task_V2_TaskService, Sendable {
         self.onShutdown = onShutdown
     }
 
-    private func handle<T>(_ name: String, _ id: String, _ body: () async throws -> T) async throws -> T {
-        try await serviceCall("\(name) \(id)", logger: logger, body)
+    /// Runs one call: the task id (and the exec id, when one is given) must follow containerd's
+    /// identifier rule, else InvalidArgument before anything else looks at them; ids in the
+    /// log line are cut short.
+    private func handle<T>(_ name: String, _ id: String, execID: String = "", _ body: () async throws -> T) async throws -> T {
+        let what = "\(name) \(ContainerdIdentifier.excerpt(id))" + (execID.isEmpty ? "" : " exec \(ContainerdIdentifier.excerpt(execID))")
+        return try await serviceCall(what, logger: logger) {
+            try ContainerdIdentifier.validate(id, what: "task id")
+            if !execID.isEmpty { try ContainerdIdentifier.validate(execID, what: "exec id") }
+            return try await body()
+        }
     }
 
     public func create(_ request: Containerd_Task_V2_CreateTaskRequest, context: TTRPCServerContext) async throws -> Containerd_Task_V2_CreateTaskResponse {
@@ -33,35 +41,35 @@ public final class TaskService: Containerd_Task_V2_TaskService, Sendable {
     }
 
     public func start(_ request: Containerd_Task_V2_StartRequest, context: TTRPCServerContext) async throws -> Containerd_Task_V2_StartResponse {
-        try await handle("Start", request.id) {
+        try await handle("Start", request.id, execID: request.execID) {
             let pid = try await pod.start(id: request.id, execID: request.execID)
             return .with { $0.pid = pid }
         }
     }
 
     public func wait(_ request: Containerd_Task_V2_WaitRequest, context: TTRPCServerContext) async throws -> Containerd_Task_V2_WaitResponse {
-        try await handle("Wait", request.id) {
+        try await handle("Wait", request.id, execID: request.execID) {
             let (status, at) = try await pod.wait(id: request.id, execID: request.execID)
             return .with { $0.exitStatus = status; $0.exitedAt = .init(date: at) }
         }
     }
 
     public func kill(_ request: Containerd_Task_V2_KillRequest, context: TTRPCServerContext) async throws -> Google_Protobuf_Empty {
-        try await handle("Kill", request.id) {
+        try await handle("Kill", request.id, execID: request.execID) {
             try await pod.kill(id: request.id, execID: request.execID, signal: request.signal, all: request.all)
             return .init()
         }
     }
 
     public func delete(_ request: Containerd_Task_V2_DeleteRequest, context: TTRPCServerContext) async throws -> Containerd_Task_V2_DeleteResponse {
-        try await handle("Delete", request.id) {
+        try await handle("Delete", request.id, execID: request.execID) {
             let (pid, status, at) = try await pod.delete(id: request.id, execID: request.execID)
             return .with { $0.pid = pid; $0.exitStatus = status; $0.exitedAt = .init(date: at) }
         }
     }
 
     public func state(_ request: Containerd_Task_V2_StateRequest, context: TTRPCServerContext) async throws -> Containerd_Task_V2_StateResponse {
-        try await handle("State", request.id) {
+        try await handle("State", request.id, execID: request.execID) {
             return try await pod.state(id: request.id, execID: request.execID)
         }
     }
@@ -89,7 +97,7 @@ public final class TaskService: Containerd_Task_V2_TaskService, Sendable {
     }
 
     public func closeIO(_ request: Containerd_Task_V2_CloseIORequest, context: TTRPCServerContext) async throws -> Google_Protobuf_Empty {
-        try await handle("CloseIO", request.id) {
+        try await handle("CloseIO", request.id, execID: request.execID) {
             try await pod.closeIO(id: request.id, execID: request.execID)
             return .init()
         }
@@ -116,7 +124,7 @@ public final class TaskService: Containerd_Task_V2_TaskService, Sendable {
     }
 
     public func exec(_ request: Containerd_Task_V2_ExecProcessRequest, context: TTRPCServerContext) async throws -> Google_Protobuf_Empty {
-        try await handle("Exec", "\(request.id)/\(request.execID)") {
+        try await handle("Exec", request.id, execID: request.execID) {
             try await pod.exec(id: request.id, execID: request.execID, terminal: request.terminal, stdin: request.stdin,
                                stdout: request.stdout, stderr: request.stderr, spec: request.spec)
             return .init()
@@ -124,7 +132,7 @@ public final class TaskService: Containerd_Task_V2_TaskService, Sendable {
     }
 
     public func resizePty(_ request: Containerd_Task_V2_ResizePtyRequest, context: TTRPCServerContext) async throws -> Google_Protobuf_Empty {
-        try await handle("ResizePty", request.id) {
+        try await handle("ResizePty", request.id, execID: request.execID) {
             try await pod.resizePty(id: request.id, execID: request.execID, width: request.width, height: request.height)
             return .init()
         }
