@@ -9,6 +9,10 @@ let package = Package(
         .library(name: "ContainerdAPI", targets: ["ContainerdAPI"]),
         .library(name: "SkiffAPI", targets: ["SkiffAPI"]),
         .library(name: "VMManager", targets: ["VMManager"]),
+        // For fuzz/ (a package of its own): the OCI spec path and the agent's API.
+        .library(name: "PodController", targets: ["PodController"]),
+        .library(name: "GuestAgent", targets: ["GuestAgent"]),
+        .library(name: "AgentAPI", targets: ["AgentAPI"]),
         .executable(name: "skiff-ttrpc-peer", targets: ["skiff-ttrpc-peer"]),
         .executable(name: "skiff-agent", targets: ["skiff-agent"]),
         .executable(name: "containerd-shim-skiff-v2", targets: ["containerd-shim-skiff-v2"]),

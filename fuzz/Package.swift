@@ -1,5 +1,6 @@
 // swift-tools-version: 6.0
-// libFuzzer targets for Skiff's ttrpc. Build and run with fuzz/run (see fuzz/README.md).
+// libFuzzer targets: Skiff's ttrpc decoding, the OCI spec's path to the guest spec, and the
+// guest agent's API decoding. Build and run with fuzz/run (README, "Fuzzing").
 import Foundation
 import PackageDescription
 
@@ -14,6 +15,18 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
     ],
     targets: [
+        .executableTarget(
+            name: "FuzzGuestSpec",
+            dependencies: [.product(name: "PodController", package: skiff)]
+        ),
+        .executableTarget(
+            name: "FuzzAgentAPI",
+            dependencies: [
+                .product(name: "GuestAgent", package: skiff),
+                .product(name: "AgentAPI", package: skiff),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ]
+        ),
         .executableTarget(
             name: "FuzzTTRPC",
             dependencies: [

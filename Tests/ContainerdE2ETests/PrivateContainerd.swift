@@ -37,6 +37,12 @@ final class PrivateContainerd: @unchecked Sendable {
         return text.split(separator: "\n").suffix(lines).joined(separator: "\n")
     }
 
+    /// Stops containerd and starts it again over the same root and state; its shims, and
+    /// the tasks they serve, stay.
+    func restart() throws {
+        _ = try Self.shell("\(scripts)/containerd-private restart \(dir) \(bin)")
+    }
+
     func stop() {
         _ = try? Self.shell("\(scripts)/containerd-private stop \(dir)")
     }
