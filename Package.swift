@@ -79,6 +79,9 @@ let package = Package(
         .target(name: "SkiffSupport", path: "Sources/Support/SkiffSupport"),
         // Linux calls Swift cannot make directly (finit_module, terminal ioctls).
         .target(name: "CSkiffSys", path: "Sources/Support/CSkiffSys"),
+        // Starting QEMU under a seccomp allow-list of the shim's making (libseccomp, Debian's
+        // libseccomp-dev); host side only, so the static agent does not link it.
+        .target(name: "CSkiffSpawn", path: "Sources/Support/CSkiffSpawn", linkerSettings: [.linkedLibrary("seccomp")]),
         // The guest agent's logic (processes, stdio pumps, mounts, modules, guest facts),
         // kept free of Foundation so the static agent stays small; runs on a host for tests.
         .target(
@@ -194,7 +197,7 @@ let package = Package(
         .target(
             name: "VMManager",
             dependencies: [
-                "CSkiffSys", "SkiffSupport",
+                "CSkiffSys", "CSkiffSpawn", "SkiffSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),

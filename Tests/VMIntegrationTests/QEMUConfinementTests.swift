@@ -46,6 +46,8 @@ import VMManager
             let pid = try #require(await vm.processID())
             let status = try String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)
             #expect(status.contains("Seccomp:\t2"), "QEMU runs without a seccomp filter")
+            // Two filters: the shim's allow-list (QEMUSyscalls), installed before exec, and QEMU's own sandbox.
+            #expect(status.contains("Seccomp_filters:\t2"), "\(status.split(separator: "\n").filter { $0.hasPrefix("Seccomp") })")
 
             // QEMU's `exec:` migration forks a shell: under the sandbox it cannot.
             let marker = root + "/spawned"

@@ -49,10 +49,11 @@ public final class ChildProcess: Sendable {
         self.pid = pid
     }
 
-    /// Starts `path` with `arguments` (not including argv[0]).
+    /// Starts `path` with `arguments` (not including argv[0]), under `filter` when one is given.
     public static func spawn(
-        _ path: String, arguments: [String], outputLog: String, environment: [String]? = nil
+        _ path: String, arguments: [String], outputLog: String, environment: [String]? = nil, filter: SeccompFilter? = nil
     ) throws(VMManagerError) -> ChildProcess {
+        if let filter { return try spawn(path, arguments: arguments, outputLog: outputLog, environment: environment, under: filter) }
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
@@ -85,6 +86,23 @@ public final class ChildProcess: Sendable {
         guard rc == 0 else {
             throw .startFailed("cannot start \(path): \(String(cString: strerror(rc)))")
         }
+        let child = ChildProcess(pid: pid)
+        child.startReaper()
+        return child
+    }
+
+    private static func spawn(
+        _ path: String, arguments: [String], outputLog: String, environment: [String]?, under filter: SeccompFilter
+    ) throws(VMManagerError) -> ChildProcess {
+        let output = open(outputLog, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o600)
+        guard output >= 0 else { throw .startFailed("cannot open \(outputLog): \(String(cString: strerror(errno)))") }
+        defer { close(output) }
+        let argv = ([path] + arguments).map { strdup($0) } + [nil]
+        defer { argv.forEach { free($0) } }
+        let envStrings = (environment ?? currentEnvironment()).map { strdup($0) } + [nil]
+        defer { envStrings.forEach { free($0) } }
+        let pid = filter.spawn(path, argv: argv, envp: envStrings, outputFD: output)
+        guard pid > 0 else { throw .startFailed("cannot start \(path): \(String(cString: strerror(-pid)))") }
         let child = ChildProcess(pid: pid)
         child.startReaper()
         return child

@@ -61,7 +61,7 @@ public actor QEMUVirtualMachine {
     func launch(_ document: VMDocument, _ launch: QEMUCommandLine.Launch, timeout: Duration) async throws(VMManagerError) {
         for path in [document.qmpSocket, document.pidFile] { unlink(path) }
         let child = try ChildProcess.spawn(binary, arguments: QEMUCommandLine.arguments(for: document, launch: launch),
-                                           outputLog: document.qemuLog)
+                                           outputLog: document.qemuLog, filter: QEMUSyscalls.filter.get())
         process = child
         startedAt = Date()
         do {
