@@ -3,7 +3,7 @@ import AgentAPI
 import SwiftProtobuf
 
 /// The agent's request types, in the order the first input byte picks them.
-private let requestTypes: [any SwiftProtobuf.Message.Type] = [
+private let requestTypes: [any (SwiftProtobuf.Message & Equatable).Type] = [
     Skiff_Agent_V1_PingRequest.self, Skiff_Agent_V1_GuestInfoRequest.self, Skiff_Agent_V1_CreateProcessRequest.self,
     Skiff_Agent_V1_SignalProcessRequest.self, Skiff_Agent_V1_WaitProcessRequest.self, Skiff_Agent_V1_ResizeProcessRequest.self,
     Skiff_Agent_V1_CloseStdinRequest.self, Skiff_Agent_V1_DeleteProcessRequest.self, Skiff_Agent_V1_MountRequest.self,
@@ -16,7 +16,7 @@ private let requestTypes: [any SwiftProtobuf.Message.Type] = [
 
 /// Decodes `bytes` as `type` and checks it round-trips: what decodes must encode, and decode
 /// again to the same message.
-private func roundTrip<M: SwiftProtobuf.Message>(_ type: M.Type, _ bytes: [UInt8]) -> M? {
+private func roundTrip<M: SwiftProtobuf.Message & Equatable>(_ type: M.Type, _ bytes: [UInt8]) -> M? {
     guard let message = try? M(serializedBytes: bytes) else { return nil }
     guard let encoded: [UInt8] = try? message.serializedBytes() else { preconditionFailure("\(M.self) decodes but does not encode") }
     precondition((try? M(serializedBytes: encoded)) == message, "\(M.self) does not round-trip")
@@ -41,9 +41,9 @@ public func fuzzAgentAPI(_ start: UnsafeRawPointer, _ count: Int) -> CInt {
     guard let message = roundTrip(type, bytes) else { return 0 }
     switch message {
     case let request as Skiff_Agent_V1_CreateContainerRequest:
-        checkContainerID(request.id)
+        checkContainerID(request.containerID)
     case let request as Skiff_Agent_V1_ContainerRequest:
-        checkContainerID(request.id)
+        checkContainerID(request.containerID)
     case let request as Skiff_Agent_V1_ConfigureInterfaceRequest:
         for address in request.addresses { _ = NetworkConfig.isCIDR(address) }
     default:
