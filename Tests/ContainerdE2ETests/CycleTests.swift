@@ -45,6 +45,40 @@ extension ContainerdE2E {
             }
         }
 
+        /// Descriptors and threads of process `pid` (from /proc).
+        private func descriptorsAndThreads(of pid: Int32) -> (Int, Int) {
+            let fds = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd"))?.count ?? -1
+            let threads = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task"))?.count ?? -1
+            return (fds, threads)
+        }
+
+        @Test func fiftyExecsLeaveTheShimWithTheDescriptorsAndThreadsItHadAndTheGuestWithNoProcess() async throws {
+            try await withContainerd { cd in
+                #expect(try await cd.ctr("run -d \(Self.runtime) \(Self.image) host sleep 600").status == 0)
+                let shim = try #require(skiffShims(of: cd.dir).first)
+                // One exec first, so whatever the first exec sets up for good is counted in the baseline.
+                _ = try await cd.ctr("task exec --exec-id warm host true")
+                let before = descriptorsAndThreads(of: shim)
+                var failures: [String] = []
+                for cycle in 0..<Self.cycles {
+                    let exec = try await cd.ctr("task exec --exec-id x\(cycle) host echo \(cycle)")
+                    if exec.output != "\(cycle)\n" { failures.append("exec \(cycle): \(exec.status) \(exec.output)") }
+                }
+                try await Task.sleep(for: .seconds(1))
+                let after = descriptorsAndThreads(of: shim)
+                #expect(failures.isEmpty, "\(failures)")
+                #expect(after.0 <= before.0, "the shim's descriptors grew from \(before.0) to \(after.0) over \(Self.cycles) execs")
+                #expect(after.1 <= before.1 + 2, "the shim's threads grew from \(before.1) to \(after.1)")
+                // In the guest: the container's init, and nothing of the execs.
+                let ps = await cd.shimdiag("exec", "host sh -c 'ps -o comm | grep -c -e \"^echo\" -e \"^true\"'")
+                #expect(ps.output.trimmingCharacters(in: .whitespacesAndNewlines) == "0", "exec processes left in the guest: \(ps.output)")
+                #expect(try await cd.ctr("task kill -s SIGKILL host").status == 0)
+                try await waitUntil(cd, task: "host", shows: "STOPPED")
+                #expect(try await cd.ctr("task delete host").status == 0)
+                #expect(try await cd.ctr("container delete host").status == 0)
+            }
+        }
+
         @Test func fiftyPodsOfTwoContainersEachComeAndGoCleanly() async throws {
             try await withContainerd { cd in
                 var failures: [String] = []
