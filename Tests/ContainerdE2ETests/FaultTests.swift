@@ -1,11 +1,13 @@
 import Foundation
 import Glibc
+import Synchronization
 import Testing
 
 extension ContainerdE2E {
     /// Faults as a user meets them through containerd, each ending with containerd's own
     /// cleanup and an empty census of what Skiff made (withContainerd): the shim killed while
-    /// its VM boots and during an exec, QEMU killed during an exec, the guest kernel panicking,
+    /// its VM boots and during an exec, QEMU killed while it boots and during an exec, the
+    /// guest kernel panicking,
     /// the guest running out of memory, containerd restarted under live tasks, and no space
     /// where the shim keeps its pods' state.
     @Suite(.timeLimit(.minutes(6))) struct FaultTests {
@@ -19,6 +21,13 @@ extension ContainerdE2E {
                 try await Task.sleep(for: .milliseconds(50))
             }
             Issue.record("never: \(what)")
+        }
+
+        /// A flag one task sets and another polls.
+        final class StopFlag: Sendable {
+            private let flag = Mutex(false)
+            var isSet: Bool { flag.withLock { $0 } }
+            func set() { flag.withLock { $0 = true } }
         }
 
         /// Removes task and container `id` as a user would after a fault.
@@ -36,6 +45,29 @@ extension ContainerdE2E {
                 try await remove(cd, "f1")
                 // And the next container runs.
                 #expect(try await cd.ctr("run --rm \(Self.runtime) \(Self.image) f1b true").status == 0)
+            }
+        }
+
+        @Test func qemuKilledWhileItBootsFailsTheRunAndLeavesNothing() async throws {
+            try await withContainerd { cd in
+                let run = Task { try await cd.ctr("run -d \(Self.runtime) \(Self.image) f0 sleep 600") }
+                try await waitFor("the pod's QEMU") { !skiffQEMUs(of: cd.dir).isEmpty }
+                // A copy of a template that dies is replaced by a VM that boots: each QEMU the
+                // pod gets is killed until the run gives up.
+                let done = StopFlag()
+                let killer = Task {
+                    while !done.isSet {
+                        for pid in skiffQEMUs(of: cd.dir) { kill(pid, SIGKILL) }
+                        try? await Task.sleep(for: .milliseconds(20))
+                    }
+                }
+                let result = try await run.value
+                done.set()
+                await killer.value
+                #expect(result.status != 0, "ctr run succeeded with its VMs killed: \(result.output)")
+                try await remove(cd, "f0")
+                // The shim that lost its VM serves the next container with a new one.
+                #expect(try await cd.ctr("run --rm \(Self.runtime) \(Self.image) f0b true").status == 0)
             }
         }
 
