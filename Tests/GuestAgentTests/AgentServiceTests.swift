@@ -13,11 +13,13 @@ private struct AgentHarness {
     let agent: Skiff_Agent_V1_AgentClient
     let mux: StdioMux
     private let guestMux: StdioMux
+    /// crun's run directory for this harness, removed by `close`.
+    private let runDirectory: String
     private static let counter = Locked(UInt32(0))
 
     static func start() async throws -> AgentHarness {
         let group = MultiThreadedEventLoopGroup.singleton
-        let runDirectory = "/tmp/skiff-agent-test-\(getpid())"
+        let runDirectory = "/tmp/skiff-agent-test-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         let service = AgentService(reaper: ExitReaper(mode: .ownChildren), crun: CrunRunner(runDirectory: runDirectory))
         let (hostControl, guestControl) = try await channelPair()
         try await TTRPCServer(services: [service]).serve(on: guestControl)
@@ -26,7 +28,8 @@ private struct AgentHarness {
         let guestMux = try await StdioMux.attach(to: guestStdio)
         service.attachStdio(guestMux)
         _ = group
-        return AgentHarness(agent: Skiff_Agent_V1_AgentClient(client), mux: try await StdioMux.attach(to: hostStdio), guestMux: guestMux)
+        return AgentHarness(agent: Skiff_Agent_V1_AgentClient(client), mux: try await StdioMux.attach(to: hostStdio),
+                            guestMux: guestMux, runDirectory: runDirectory)
     }
 
     static func channelPair() async throws -> (any Channel, any Channel) {
@@ -41,6 +44,8 @@ private struct AgentHarness {
         await agent.client.close()
         await mux.close()
         await guestMux.close()
+        // Empty once every container of the harness is deleted.
+        rmdir(runDirectory)
     }
 
     /// Fresh stream ids, odd for this side's choosing.

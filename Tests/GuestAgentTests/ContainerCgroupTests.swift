@@ -5,9 +5,15 @@ import Glibc
 import Testing
 
 /// The agent's cgroup v2 work, over a directory laid out as the kernel lays out a cgroup.
-@Suite struct ContainerCgroupTests {
+@Suite final class ContainerCgroupTests {
+    /// The fake cgroup directories a test made, removed after it.
+    private var directories: [String] = []
+
+    deinit { for dir in directories { try? FileManager.default.removeItem(atPath: dir) } }
+
     private func fakeCgroup(_ files: [String: String]) throws -> ContainerCgroup {
         let dir = "/tmp/skiff-cgroup-\(UUID().uuidString.prefix(8))"
+        directories.append(dir)
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         for (name, content) in files { try content.write(toFile: dir + "/" + name, atomically: false, encoding: .utf8) }
         return ContainerCgroup(directory: dir)
