@@ -72,10 +72,7 @@ extension ContainerdE2E {
                 // In the guest: the container's init, and nothing of the execs.
                 let ps = await cd.shimdiag("exec", "host sh -c 'ps -o comm | grep -c -e \"^echo\" -e \"^true\"'")
                 #expect(ps.output.trimmingCharacters(in: .whitespacesAndNewlines) == "0", "exec processes left in the guest: \(ps.output)")
-                #expect(try await cd.ctr("task kill -s SIGKILL host").status == 0)
-                try await waitUntil(cd, task: "host", shows: "STOPPED")
-                #expect(try await cd.ctr("task delete host").status == 0)
-                #expect(try await cd.ctr("container delete host").status == 0)
+                try await killAndDelete(cd, "host")
             }
         }
 

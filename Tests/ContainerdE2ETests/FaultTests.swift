@@ -116,10 +116,7 @@ extension ContainerdE2E {
                 #expect(hog.status == 137, "the hog ended with \(hog.status): \(hog.output)")
                 let after = try await cd.ctr("task exec --exec-id after f5 echo alive")
                 #expect(after.output == "alive\n", "the pod after the OOM: \(after.output)")
-                #expect(try await cd.ctr("task kill -s SIGKILL f5").status == 0)
-                try await waitUntil(cd, task: "f5", shows: "STOPPED")
-                #expect(try await cd.ctr("task delete f5").status == 0)
-                #expect(try await cd.ctr("container delete f5").status == 0)
+                try await killAndDelete(cd, "f5")
             }
         }
 
@@ -130,10 +127,7 @@ extension ContainerdE2E {
                 #expect(try await cd.ctr("task ls").output.contains("f6"))
                 let exec = try await cd.ctr("task exec --exec-id after-restart f6 echo still-here")
                 #expect(exec.output == "still-here\n", "\(exec.output)")
-                #expect(try await cd.ctr("task kill -s SIGKILL f6").status == 0)
-                try await waitUntil(cd, task: "f6", shows: "STOPPED")
-                #expect(try await cd.ctr("task delete f6").status == 0)
-                #expect(try await cd.ctr("container delete f6").status == 0)
+                try await killAndDelete(cd, "f6")
             }
         }
 

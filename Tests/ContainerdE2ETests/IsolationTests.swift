@@ -40,10 +40,7 @@ extension ContainerdE2E {
                 let lines = look.output.split(separator: "\n").map(String.init)
                 #expect(lines == ["1", "1", "1", "sleep 600 "], "\(look.output)")
                 for id in ["iso-a", "iso-b"] {
-                    #expect(try await cd.ctr("task kill -s SIGKILL \(id)").status == 0)
-                    try await waitUntil(cd, task: id, shows: "STOPPED")
-                    #expect(try await cd.ctr("task delete \(id)").status == 0)
-                    #expect(try await cd.ctr("container delete \(id)").status == 0)
+                    try await killAndDelete(cd, id)
                 }
             }
         }

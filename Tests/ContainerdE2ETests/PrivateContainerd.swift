@@ -151,6 +151,15 @@ func waitForDeadShim(_ cd: PrivateContainerd) async throws {
     Issue.record("a task still shows RUNNING: \(try await cd.ctr("task ls").output)")
 }
 
+/// Ends a running task as a user would (SIGKILL, wait for STOPPED), then deletes it and its
+/// container, expecting each step to work.
+func killAndDelete(_ cd: PrivateContainerd, _ id: String, sourceLocation: SourceLocation = #_sourceLocation) async throws {
+    #expect(try await cd.ctr("task kill -s SIGKILL \(id)").status == 0, sourceLocation: sourceLocation)
+    try await waitUntil(cd, task: id, shows: "STOPPED")
+    #expect(try await cd.ctr("task delete \(id)").status == 0, sourceLocation: sourceLocation)
+    #expect(try await cd.ctr("container delete \(id)").status == 0, sourceLocation: sourceLocation)
+}
+
 /// Waits until `ctr task ls` shows `status` for task `id` (10 s at most).
 func waitUntil(_ cd: PrivateContainerd, task id: String, shows status: String) async throws {
     for _ in 0..<200 {

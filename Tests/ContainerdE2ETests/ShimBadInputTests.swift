@@ -98,6 +98,16 @@ extension ContainerdE2E {
             return cases
         }
 
+        /// A ttrpc client on the shim serving the task whose bundle is `bundle` (its `address`
+        /// file), and call options in containerd's `default` namespace.
+        static func connect(toShimOf bundle: String) async throws -> (TTRPCClient, Containerd_Task_V2_TaskClient, TTRPCCallOptions) {
+            let address = try String(contentsOfFile: bundle + "/address", encoding: .utf8)
+            var metadata = TTRPCMetadata()
+            metadata.append("default", for: "containerd-namespace-ttrpc")
+            let client = try await TTRPCClient.connect(unixSocket: String(address.dropFirst("unix://".count)))
+            return (client, Containerd_Task_V2_TaskClient(client), TTRPCCallOptions(metadata: metadata))
+        }
+
         /// An OCI process spec as the Any containerd sends with Exec.
         static func processSpec(_ args: [String]) -> Google_Protobuf_Any {
             var any = Google_Protobuf_Any()
@@ -111,13 +121,8 @@ extension ContainerdE2E {
             try await withContainerd { cd in
                 #expect(try await cd.ctr("run -d \(Self.runtime) \(Self.image) live sleep 600").status == 0)
                 #expect(try await cd.ctr("task exec -d --exec-id live-exec live sleep 600").status == 0)
-                let address = try String(contentsOfFile: "\(cd.dir)/state/io.containerd.runtime.v2.task/default/live/address", encoding: .utf8)
                 let bundle = "\(cd.dir)/state/io.containerd.runtime.v2.task/default/live"
-                var metadata = TTRPCMetadata()
-                metadata.append("default", for: "containerd-namespace-ttrpc")
-                let options = TTRPCCallOptions(metadata: metadata)
-                let client = try await TTRPCClient.connect(unixSocket: String(address.dropFirst("unix://".count)))
-                let task = Containerd_Task_V2_TaskClient(client)
+                let (client, task, options) = try await Self.connect(toShimOf: bundle)
                 var wrong: [String] = []
                 for c in Self.cases(live: "live", bundle: bundle) {
                     do {
@@ -136,10 +141,7 @@ extension ContainerdE2E {
                 #expect(wrong.isEmpty, "\(wrong.count) answers wrong:\n\(wrong.joined(separator: "\n"))")
                 await client.close()
                 #expect(try await cd.ctr("task exec --exec-id after live true").status == 0, "the next good call is served")
-                #expect(try await cd.ctr("task kill -s SIGKILL live").status == 0)
-                try await waitUntil(cd, task: "live", shows: "STOPPED")
-                #expect(try await cd.ctr("task delete live").status == 0)
-                #expect(try await cd.ctr("container delete live").status == 0)
+                try await killAndDelete(cd, "live")
             }
         }
     }
@@ -161,14 +163,9 @@ extension ContainerdE2E.ShimBadInputTests {
         try await withContainerd { cd in
             #expect(try await cd.ctr("run -d \(Self.runtime) \(Self.image) live2 sleep 600").status == 0)
             let state = "\(cd.dir)/state/io.containerd.runtime.v2.task/default/live2"
-            let address = try String(contentsOfFile: state + "/address", encoding: .utf8)
             let data = try #require(FileManager.default.contents(atPath: state + "/config.json"))
             let spec = try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
-            var metadata = TTRPCMetadata()
-            metadata.append("default", for: "containerd-namespace-ttrpc")
-            let options = TTRPCCallOptions(metadata: metadata)
-            let client = try await TTRPCClient.connect(unixSocket: String(address.dropFirst("unix://".count)))
-            let task = Containerd_Task_V2_TaskClient(client)
+            let (client, task, options) = try await Self.connect(toShimOf: state)
 
             func process(_ spec: inout [String: Any], _ change: (inout [String: Any]) -> Void) {
                 var process = spec["process"] as? [String: Any] ?? [:]
@@ -222,10 +219,7 @@ extension ContainerdE2E.ShimBadInputTests {
             #expect(wrong.isEmpty, "\(wrong.count) answers wrong:\n\(wrong.joined(separator: "\n"))")
             await client.close()
             #expect(try await cd.ctr("task exec --exec-id after live2 true").status == 0, "the next good call is served")
-            #expect(try await cd.ctr("task kill -s SIGKILL live2").status == 0)
-            try await waitUntil(cd, task: "live2", shows: "STOPPED")
-            #expect(try await cd.ctr("task delete live2").status == 0)
-            #expect(try await cd.ctr("container delete live2").status == 0)
+            try await killAndDelete(cd, "live2")
         }
     }
 

@@ -91,11 +91,7 @@ if isInit {
         GuestInit.sealExecutable("/usr/bin/crun")
         var loader = rest
         for group in ModuleLoader.templateGroups {
-            for module in group {
-                let result = loader.load(module)
-                service.modules.withLock { $0 += result.loaded }
-                result.failures.forEach { log("module \($0)") }
-            }
+            load(group, with: &loader)
             service.markModulesLoaded(group)
         }
         service.markShareModulesLoaded()
@@ -103,6 +99,15 @@ if isInit {
         log("template: all modules loaded")
     } else {
         loadRestInBackground(rest)
+    }
+}
+
+/// Loads `modules` in order, records what loaded in the service's list and logs each failure.
+func load(_ modules: [String], with loader: inout ModuleLoader) {
+    for module in modules {
+        let result = loader.load(module)
+        service.modules.withLock { $0 += result.loaded }
+        result.failures.forEach { log("module \($0)") }
     }
 }
 
@@ -118,11 +123,7 @@ func loadRestInBackground(_ rest: ModuleLoader) {
         if skiff_set_thread_idle_priority() != 0 { log("idle priority for the module loader: errno \(errno)") }
         GuestInit.sealExecutable("/usr/bin/crun")
         var loader = rest
-        for module in ModuleLoader.shareModules {
-            let result = loader.load(module)
-            service.modules.withLock { $0 += result.loaded }
-            result.failures.forEach { log("module \($0)") }
-        }
+        load(ModuleLoader.shareModules, with: &loader)
         service.markShareModulesLoaded()
         log("share modules loaded")
         // The pod's roots come on disks (the host said so on the kernel command line): their
@@ -130,11 +131,7 @@ func loadRestInBackground(_ rest: ModuleLoader) {
         let disksEarly = GuestFacts.kernelArguments().contains("skiff.disks=early")
         let early = disksEarly ? [ModuleLoader.scsiModules, ModuleLoader.diskFilesystemModules] : []
         for group in [ModuleLoader.backgroundModules] + early {
-            for module in group {
-                let result = loader.load(module)
-                service.modules.withLock { $0 += result.loaded }
-                result.failures.forEach { log("module \($0)") }
-            }
+            load(group, with: &loader)
             service.markModulesLoaded(group)
         }
         service.markModulesLoaded()

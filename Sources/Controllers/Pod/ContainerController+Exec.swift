@@ -18,7 +18,7 @@ extension ContainerController {
 
     func exec(execID: String, terminal: Bool, stdin: String, stdout: String, stderr: String,
               spec: Google_Protobuf_Any) async throws(SkiffError) {
-        try PodController.validate(id: execID, what: "exec id")
+        try ContainerdIdentifier.validate(execID, what: "exec id")
         guard execs[execID] == nil else { throw .alreadyExists("exec \(execID) of task \(id) already exists") }
         let status = await initProcess.status
         guard status == .running else { throw .failedPrecondition("task \(id) is \(status): exec needs a running task") }

@@ -66,7 +66,7 @@ public actor PodController {
     // MARK: Create and delete
 
     public func create(_ request: Containerd_Task_V2_CreateTaskRequest) async throws(SkiffError) -> UInt32 {
-        try Self.validate(id: request.id, what: "task id")
+        try ContainerdIdentifier.validate(request.id, what: "task id")
         guard containers[request.id] == nil, !creating.contains(request.id) else { throw .alreadyExists("task \(request.id) already exists") }
         guard request.checkpoint.isEmpty else { throw .unimplemented("checkpoint restore is not supported") }
         let bundle = TaskBundle(path: request.bundle)
@@ -245,10 +245,5 @@ public actor PodController {
             pids.insert(await container.initProcess.pid)
         }
         return pids
-    }
-
-    /// Throws `.invalidArgument` unless `id` follows containerd's identifier rule.
-    static func validate(id: String, what: String) throws(SkiffError) {
-        try ContainerdIdentifier.validate(id, what: what)
     }
 }
