@@ -264,7 +264,7 @@ let package = Package(
         .testTarget(
             name: "ContainerdE2ETests",
             dependencies: [
-                "VMManager", "ContainerdAPI", "TTRPC",
+                "VMManager", "ContainerdAPI", "TTRPC", "SkiffSupport",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ]
         ),

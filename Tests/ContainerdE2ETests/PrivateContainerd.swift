@@ -20,14 +20,15 @@ final class PrivateContainerd: @unchecked Sendable {
     /// Where the shim and shimdiag were built.
     let bin: String
 
-    init() throws {
+    /// `environment`: variables (`NAME=value`) for containerd, which passes them to its shims.
+    init(environment: [String] = []) throws {
         let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
         scripts = root + "/scripts"
         dir = "/tmp/skiff-cd-\(UUID().uuidString.prefix(8))"
         // The shim is built next to this test bundle.
         let binDirectory = URL(fileURLWithPath: try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")).deletingLastPathComponent().path
         bin = binDirectory
-        socket = try Self.shell("\(scripts)/containerd-private start \(dir) \(binDirectory)").trimmingCharacters(in: .whitespacesAndNewlines)
+        socket = try Self.shell("\(environment.joined(separator: " ")) \(scripts)/containerd-private start \(dir) \(binDirectory)").trimmingCharacters(in: .whitespacesAndNewlines)
         _ = try Self.shell("\(scripts)/make-test-image \(dir)/image.tar && ctr --address \(socket) image import \(dir)/image.tar")
     }
 
@@ -124,9 +125,9 @@ func shimThreads(of dir: String, named name: String) -> Int? {
 
 /// Runs `body` against a private containerd, stops it, and checks that nothing is left: no
 /// shim, QEMU, mount or VM state.
-func withContainerd(_ body: (PrivateContainerd) async throws -> Void) async throws {
+func withContainerd(environment: [String] = [], _ body: (PrivateContainerd) async throws -> Void) async throws {
     _ = try GuestImage.locate()
-    let containerd = try PrivateContainerd()
+    let containerd = try PrivateContainerd(environment: environment)
     do {
         try await body(containerd)
     } catch {

@@ -16,9 +16,18 @@ struct SkiffCensus: Equatable, CustomStringConvertible {
     var mounts: [String] = []
     /// VM state directories (`pod-*`) under `dir/skiff`.
     var vmDirectories: [String] = []
+    /// Shim sockets under /run/containerd/s that this containerd's shims listened on (each
+    /// shim logs its socket to containerd's log) and that are still there.
+    var sockets: [String] = []
+    /// Loop devices whose backing file is under `dir`.
+    var loopDevices: [String] = []
 
-    var isEmpty: Bool { qemus.isEmpty && shims.isEmpty && mounts.isEmpty && vmDirectories.isEmpty }
-    var description: String { "QEMU \(qemus), shims \(shims), mounts \(mounts), VM state \(vmDirectories)" }
+    var isEmpty: Bool {
+        qemus.isEmpty && shims.isEmpty && mounts.isEmpty && vmDirectories.isEmpty && sockets.isEmpty && loopDevices.isEmpty
+    }
+    var description: String {
+        "QEMU \(qemus), shims \(shims), mounts \(mounts), VM state \(vmDirectories), sockets \(sockets), loop devices \(loopDevices)"
+    }
 
     /// Takes the census of what Skiff made for the containerd under `dir`.
     static func of(_ dir: String) -> SkiffCensus {
@@ -32,7 +41,30 @@ struct SkiffCensus: Equatable, CustomStringConvertible {
             return fields.count > 1 && fields[1].hasPrefix(root) ? String(fields[1]) : nil
         }
         census.vmDirectories = ((try? FileManager.default.contentsOfDirectory(atPath: root)) ?? []).filter { $0.hasPrefix("pod-") }
+        census.sockets = shimSockets(loggedIn: dir + "/containerd.log").filter { FileManager.default.fileExists(atPath: $0) }
+        census.loopDevices = loopDevices(backedUnder: dir)
         return census
+    }
+
+    /// The sockets the shims of the containerd logging to `log` said they serve on.
+    static func shimSockets(loggedIn log: String) -> [String] {
+        let text = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+        var sockets: Set<String> = []
+        for line in text.split(separator: "\n") where line.contains("serving ") {
+            guard let range = line.range(of: " on /run/containerd/s/") else { continue }
+            let path = line[line.index(range.lowerBound, offsetBy: 4)...].prefix { !$0.isWhitespace && $0 != "\"" }
+            sockets.insert(String(path))
+        }
+        return sockets.sorted()
+    }
+
+    /// Loop devices (/sys/block/loopN/loop/backing_file) backed by a file under `dir`.
+    static func loopDevices(backedUnder dir: String) -> [String] {
+        let devices = (try? FileManager.default.contentsOfDirectory(atPath: "/sys/block")) ?? []
+        return devices.filter { $0.hasPrefix("loop") }.filter { device in
+            let backing = (try? String(contentsOfFile: "/sys/block/\(device)/loop/backing_file", encoding: .utf8)) ?? ""
+            return backing.hasPrefix(dir + "/")
+        }.sorted()
     }
 }
 

@@ -233,6 +233,8 @@ final class FakeVM: PodVM, Sendable {
         var networks: [String] = []
         /// How many guest calls there were when the VM ended.
         var guestCallsAtEnd: Int?
+        var ended = false
+        var endWaiters: [CheckedContinuation<Void, Never>] = []
     }
     let state = Mutex(State())
 
@@ -254,6 +256,7 @@ final class FakeVM: PodVM, Sendable {
             state.started += 1
             if let failure = state.failStart { throw failure }
             state.running = true
+            state.ended = false
         }
     }
 
@@ -270,11 +273,34 @@ final class FakeVM: PodVM, Sendable {
     }
 
     func terminateVM() async throws {
-        let calls = guestAgent.calls.count
-        state.withLock { $0.terminated += 1; $0.running = false; $0.guestCallsAtEnd = $0.guestCallsAtEnd ?? calls }
-        guestAgent.vanish()  // the agent goes with the VM
+        state.withLock { $0.terminated += 1 }
+        end()
     }
+
+    /// The VM ends by itself (QEMU killed): the agent goes with it, and waitTerminated returns.
+    func end() {
+        let calls = guestAgent.calls.count
+        let waiters = state.withLock { state in
+            state.running = false
+            state.guestCallsAtEnd = state.guestCallsAtEnd ?? calls
+            state.ended = true
+            defer { state.endWaiters = [] }
+            return state.endWaiters
+        }
+        guestAgent.vanish()  // the agent goes with the VM
+        waiters.forEach { $0.resume() }
+    }
+
     func setUpNetwork(netns: String) async throws { state.withLock { $0.networks.append(netns) } }
+    func waitTerminated() async {
+        await withCheckedContinuation { continuation in
+            let ended = state.withLock { state in
+                if !state.ended { state.endWaiters.append(continuation) }
+                return state.ended
+            }
+            if ended { continuation.resume() }
+        }
+    }
     func guest() async -> (any PodGuest)? { state.withLock { $0.running } ? guestAgent : nil }
     func shares() async -> (any ContainerShares)? { state.withLock { $0.running } ? fakeShares : nil }
     func disks() async -> (any ContainerDisks)? { state.withLock { $0.running } ? fakeDisks : nil }

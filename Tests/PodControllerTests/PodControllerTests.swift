@@ -98,6 +98,23 @@ import VMController
         #expect(await rig.pod.isEmpty)
     }
 
+    @Test func aVMThatEndsUnderACreatedTaskEndsItAndForcedRemovalWorks() async throws {
+        let rig = PodRig()
+        defer { rig.cleanUp() }
+        _ = try await rig.pod.create(try rig.bundle("e", binds: 1))
+        let vm = try #require(rig.vm)
+        vm.end()
+        // Its init never started, and no agent is left to report it: the VM's end does.
+        let exit = try await rig.pod.wait(id: "e", execID: "")
+        #expect(exit.status == 255)
+        #expect(try await rig.pod.state(id: "e", execID: "").status == .stopped)
+        // What `ctr task rm -f` does: kill every process (nothing is left: no failure), delete.
+        try await rig.pod.kill(id: "e", execID: "", signal: 9, all: true)
+        _ = try await rig.pod.delete(id: "e", execID: "")
+        #expect(vm.fakeShares.held == 0 && rig.rootfs.count == 0)
+        #expect(await rig.pod.isEmpty)
+    }
+
     @Test func aDeleteThatFailsIsRetriedFromWhereItStopped() async throws {
         let rig = PodRig()
         defer { rig.cleanUp() }

@@ -81,7 +81,11 @@ case .serve:
     let stateRoot = ProcessInfo.processInfo.environment["SKIFF_STATE_ROOT"] ?? "/run/skiff"
     guard stateRoot.hasPrefix("/") else { fail("serve: SKIFF_STATE_ROOT must be an absolute path, not \(stateRoot)") }
     let pod = PodController(events: events, logger: logger, scope: "\(arguments.address)/\(arguments.namespace)", stateRoot: stateRoot)
+    // The socket `start` bound: removed when this shim leaves, as runc's shim does (a killed
+    // shim's socket goes in `shim delete`).
+    let socketPath = ShimSocket.boundPath(of: 3)
     let service = TaskService(pod: pod, logger: logger, onShutdown: {
+        if let socketPath { unlink(socketPath) }
         Task {
             await events.flush()
             exit(0)
@@ -90,7 +94,7 @@ case .serve:
     do {
         let diag = DiagService(pod: pod, logger: logger)
         let listener = try await TTRPCServer(services: [service, diag], logger: logger).listen(boundSocket: 3, path: "")
-        logger.info("serving \(arguments.id) in namespace \(arguments.namespace)")
+        logger.info("serving \(arguments.id) in namespace \(arguments.namespace) on \(socketPath ?? "an unnamed socket")")
         try await listener.waitClosed()
     } catch {
         fail("serve: \(error)")

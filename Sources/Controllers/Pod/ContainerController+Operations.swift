@@ -20,8 +20,10 @@ extension ContainerController {
         let guest = guest
         let id = id
         let begun = ContinuousClock.now
+        FaultStop.beforeStart.reach()
         let pid = try await initProcess.start(guest: guest) { () async throws(SkiffError) in
             try await guestCall("start \(id)") { try await guest.startContainer(id: id) }
+            FaultStop.duringStart.reach()
             return nil
         }
         logger.info("started \(id) (pid \(pid)) in \(ContinuousClock.now - begun)")
@@ -42,8 +44,8 @@ extension ContainerController {
             guard status != .deleted else { throw .notFound("task \(id) is deleted") }
             do {
                 try await guestCall("signal every process of \(id)") { try await guest.signalContainer(id, signal: signal) }
-            } catch where status == .stopped && error.code == .notFound {
-                // Nothing is left of it: done.
+            } catch where status == .stopped && (error.code == .notFound || error.code == .unavailable) {
+                // Nothing is left of it (or of its VM): done.
             }
             return
         }
@@ -55,6 +57,14 @@ extension ContainerController {
         let agentID = process.agentID
         try await guestCall("signal \(await process.describe)") { try await guest.signalProcess(agentID, signal: signal) }
         if status == .created { await process.watchExit(guest: guest) }
+    }
+
+    /// The pod's VM ended: its processes ended with it (exit 255, as an exit the agent never
+    /// reported is recorded).
+    func vmEnded() async {
+        for process in [initProcess] + Array(execs.values) {
+            await process.exited(status: 255, at: Date())
+        }
     }
 
     /// Freezes (`true`) or thaws the container's cgroup, then publishes paused or resumed.
@@ -153,6 +163,7 @@ extension ContainerController {
             _ = try? await initProcess.wait()
         }
         var remaining = releases
+        FaultStop.duringDelete.reach()
         do {
             try await Self.release(&remaining, guest: guest, shares: shares, disks: disks, devices: devices, rootfs: rootfs, containerID: id, logger: logger,
                                    stopAtFailure: true)

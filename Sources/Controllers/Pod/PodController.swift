@@ -127,8 +127,20 @@ public actor PodController {
                 self.vm = nil
                 throw SkiffError.wrapping(error, "starting the pod's VM")
             }
+            Task { [weak self] in
+                await vm.waitTerminated()
+                await self?.vmEnded()
+            }
             return vm
         }
+    }
+
+    /// The VM ended (QEMU killed, a guest panic, or a termination of ours): every process of
+    /// every container that has not ended is recorded as ended, 255, since nothing of it is
+    /// left; running ones learn it from their agent connection too, and the first record counts.
+    /// A created init's Kill and Delete then need nothing of the guest.
+    private func vmEnded() async {
+        for container in containers.values { await container.vmEnded() }
     }
 
     /// Terminates the VM when no container uses it and no Create is under way. False when the

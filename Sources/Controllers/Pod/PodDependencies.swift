@@ -19,6 +19,9 @@ public protocol PodVM: Sendable {
     func startVM(bootTimeout: Duration) async throws
     /// Idempotent: a VM that is gone or never started is no failure.
     func terminateVM() async throws
+    /// Returns once the VM has ended, whoever ended it (QEMU killed, the guest panicked, or
+    /// `terminateVM`).
+    func waitTerminated() async
     /// Joins the pod's network namespace on the host (the CNI one) to the VM: its interfaces
     /// become the VM's NICs. A no-op for the namespace already joined.
     func setUpNetwork(netns: String) async throws

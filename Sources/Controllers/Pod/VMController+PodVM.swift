@@ -12,6 +12,8 @@ extension VMController: PodVM {
     public func disks() async -> (any ContainerDisks)? { scsi }
 
     public func devices() async -> (any ContainerDevices)? { vpci }
+
+    public func waitTerminated() async { _ = await wait() }
 }
 
 extension SCSIController: ContainerDisks {}

@@ -11,6 +11,7 @@ extension QEMUVirtualMachine: VMHost {
 
     public func attachDisk(id: String, path: String, readOnly: Bool, controller: Int, lun: Int) async throws {
         try await addBlockNode(name: "node-\(id)", path: path, readOnly: readOnly)
+        FaultStop.duringSCSIAttach.reach()
         do {
             try await addSCSIDisk(id: id, node: "node-\(id)", controller: controller, target: 0, lun: lun)
         } catch {

@@ -146,6 +146,7 @@ public actor VMController {
             } catch {
                 throw .startFailed("recording handles: \(error)", state: state)
             }
+            FaultStop.beforeQEMU.reach()
             let host = makeHost(document)
             let begun = ContinuousClock.now
             do {

@@ -20,6 +20,11 @@ public enum ShimDelete {
             .trimmed() ?? ""
         var shimAlive = false
         if !address.isEmpty { shimAlive = await answersTaskCalls(ShimSocket.socketPath(of: address), id: arguments.id) }
+        // A dead shim's socket file stays behind it (a shim that does not answer a task call is
+        // treated as dead: its VM goes below too).
+        if !address.isEmpty, !shimAlive {
+            unlink(ShimSocket.socketPath(of: address))
+        }
         failures += await PodCleanup.run(bundle: bundle, includingVM: !shimAlive)
         var response = Containerd_Task_V2_DeleteResponse()
         response.exitStatus = 137

@@ -1,5 +1,6 @@
 import PodController
 import SkiffSupport
+import Glibc
 
 /// Where a pod's shim listens, as containerd derives it: a socket under /run/containerd/s named
 /// by the SHA-256 of `ADDRESS/NAMESPACE/GROUP`, so every container of one group (one pod)
@@ -20,6 +21,20 @@ public enum ShimSocket {
     /// The group of a container: its sandbox annotation, else its own id (the pod's rule).
     public static func group(id: String, annotations: [String: String]) -> String {
         PodIdentity.group(id: id, annotations: annotations)
+    }
+
+    /// The path a listening Unix socket descriptor is bound to (getsockname), or nil.
+    public static func boundPath(of fd: Int32) -> String? {
+        var address = sockaddr_un()
+        var length = socklen_t(MemoryLayout<sockaddr_un>.size)
+        let rc = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+        }
+        guard rc == 0, address.sun_family == sa_family_t(AF_UNIX) else { return nil }
+        let path = withUnsafeBytes(of: address.sun_path) { raw in
+            String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
+        }
+        return path.hasPrefix("/") ? path : nil
     }
 
     /// The path of an address (`unix://` prefix removed).

@@ -101,6 +101,7 @@ public actor NetworkController {
         nic.mirrored = true
         nics[index] = nic
         try await host.mirror(in: netns, veth: interface.name, tap: nic.tap, mac: interface.mac, mtu: interface.mtu)
+        FaultStop.duringNetworkSetup.reach()
         try await host.addNIC(id: nic.id, tapFD: tapFD, mac: interface.mac)
         nic.inVM = true
         nics[index] = nic
