@@ -9,7 +9,7 @@ extension ContainerdE2E {
     /// its VM boots and during an exec, QEMU killed while it boots and during an exec, the
     /// guest kernel panicking,
     /// the guest running out of memory, containerd restarted under live tasks, and no space
-    /// where the shim keeps its pods' state.
+    /// where the shim keeps its pods' state or where scratch disks live.
     @Suite(.timeLimit(.minutes(6))) struct FaultTests {
         static let image = "docker.io/library/skiff-test:latest"
         static let runtime = "--runtime io.containerd.skiff.v2"
@@ -145,6 +145,47 @@ extension ContainerdE2E {
                 #expect(left.isEmpty, "left in the full state root: \(left)")
                 _ = try PrivateContainerd.shell("umount \(root)")
                 #expect(try await cd.ctr("run --rm \(Self.runtime) \(Self.image) f7b true").status == 0, "the next run after space came back")
+            }
+        }
+
+        @Test func noSpaceWhereScratchDisksLiveFailsTheRunCleanly() async throws {
+            try await withContainerd { cd in
+                // A container's scratch disk (a block root's writable layer) is made in its
+                // bundle, under containerd's state: 512 KiB holds a bundle but not the 600 KiB
+                // mkfs.ext4 writes.
+                let bundles = cd.dir + "/state/io.containerd.runtime.v2.task/default"
+                try FileManager.default.createDirectory(atPath: bundles, withIntermediateDirectories: true)
+                _ = try PrivateContainerd.shell("mount -t tmpfs -o size=512k skiff-enospc \(bundles)")
+                let block = "--annotation io.skiff.rootfs=block"
+                let run = try await cd.ctr("run --rm \(Self.runtime) \(block) \(Self.image) f8 true")
+                #expect(run.status != 0, "a run with no room for its scratch disk succeeded")
+                #expect(run.output.contains("scratch disk") && run.output.contains("No space left on device"), "\(run.output)")
+                // `run --rm` removed the container after the failure.
+                #expect(!(try await cd.ctr("container ls -q").output.contains("f8")))
+                let census = SkiffCensus.of(cd.dir)
+                #expect(census.qemus.isEmpty && census.mounts.isEmpty && census.loopDevices.isEmpty, "\(census)")
+                let left = (try? FileManager.default.subpathsOfDirectory(atPath: bundles)) ?? []
+                #expect(left.isEmpty, "left where scratch disks live: \(left)")
+                _ = try PrivateContainerd.shell("umount \(bundles)")
+                #expect(try await cd.ctr("run --rm \(Self.runtime) \(block) \(Self.image) f8b true").status == 0, "the next run after space came back")
+            }
+        }
+
+        @Test func theHostFillingUnderAScratchDiskFailsTheWritesNotThePod() async throws {
+            try await withContainerd { cd in
+                // Room for the scratch disk's ext4 (about 600 KiB of a sparse file), little for
+                // what the container writes to it: the host runs out while the guest writes.
+                let bundles = cd.dir + "/state/io.containerd.runtime.v2.task/default"
+                try FileManager.default.createDirectory(atPath: bundles, withIntermediateDirectories: true)
+                _ = try PrivateContainerd.shell("mount -t tmpfs -o size=2m skiff-enospc \(bundles)")
+                defer { _ = try? PrivateContainerd.shell("umount -l \(bundles)") }
+                let block = "--annotation io.skiff.rootfs=block"
+                #expect(try await cd.ctr("run -d \(Self.runtime) \(block) \(Self.image) f9 sleep 600").status == 0)
+                let write = try await cd.ctr("task exec --exec-id fill f9 sh -c 'dd if=/dev/urandom of=/big bs=1M count=8 conv=fsync; echo dd exit $?'")
+                #expect(write.output.contains("dd exit 1"), "the write past the host's space: \(write.output)")
+                let after = try await cd.ctr("task exec --exec-id after f9 echo alive")
+                #expect(after.output == "alive\n", "the pod after the host filled: \(after.output)")
+                try await killAndDelete(cd, "f9")
             }
         }
     }

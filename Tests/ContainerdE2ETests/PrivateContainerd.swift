@@ -52,7 +52,7 @@ final class PrivateContainerd: @unchecked Sendable {
     func ctr(_ arguments: String) async throws -> (status: Int32, output: String) {
         let log = dir + "/ctr-\(UUID().uuidString.prefix(6)).out"
         defer { unlink(log) }
-        let status = await Self.system("timeout 120 ctr --address \(socket) \(arguments) >\(log) 2>&1 </dev/null")
+        let status = await Self.system("timeout -k 5 120 ctr --address \(socket) \(arguments) >\(log) 2>&1 </dev/null")
         let output = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
         return ((status >> 8) & 0xff, output)
     }

@@ -85,7 +85,7 @@ import VMController
                                 layers: LayerCache(directory: cache)) { _, state in FakeVM(stateDirectory: state) }
         let request = try request(rig, "a", size: 1 << 20)
         let error = try #require(await createError(pod, request), "a create with no room for its layer images fails")
-        #expect(error.code == .internal && error.message.contains("converting layer") && error.message.contains("No space left"), "\(error.message)")
+        #expect(error.code == .resourceExhausted && error.message.contains("converting layer") && error.message.contains("No space left"), "\(error.message)")
         #expect(files(cache) == ["filler"], "no partial image left")
         #expect(!files(request.bundle).contains("skiff-upper.erofs") && !files(request.bundle).contains("skiff-scratch.ext4"))
         #expect(await pod.isEmpty)
@@ -100,7 +100,7 @@ import VMController
         // Room for the small files before it (the VM's name, the upper's image), not for the scratch disk.
         _ = try PrivateShell.run("(dd if=/dev/zero of=\(disk)/filler bs=4k 2>/dev/null || true) && truncate -s -64K \(disk)/filler")
         let error = try #require(await createError(rig.pod, request), "a create with no room for its scratch disk fails")
-        #expect(error.code == .internal && error.message.contains("scratch disk") && error.message.contains("No space left"), "\(error.message)")
+        #expect(error.code == .resourceExhausted && error.message.contains("scratch disk") && error.message.contains("No space left"), "\(error.message)")
         #expect(files(request.bundle) == ["config.json", "rootfs"], "no upper image, scratch disk or spec left: \(files(request.bundle))")
         #expect(rig.vm?.fakeDisks.held.isEmpty == true, "every disk attached before is let go")
         #expect(rig.vm?.state.withLock { $0.terminated } == 1)

@@ -48,7 +48,7 @@ enum BlockRootfs {
             let image = bundle.path + "/skiff-upper.erofs"
             taken.append(.file(image))
             let (status, output) = await HostCommand.run(LayerCache.tool("mkfs.erofs"), [image, upper])
-            guard status == 0 else { throw .internalError("converting the snapshot's upper directory: \(output)") }
+            guard status == 0 else { throw LayerCache.toolFailure("converting the snapshot's upper directory", status: status, output: output) }
             lowers.append(try await BlockVolumes.attach(image, readOnly: true, mount: .init(fstype: "erofs"), disks: disks, taken: &taken).mountPath)
         }
         for layer in overlay.lowers {

@@ -35,7 +35,7 @@ public struct LayerCache: Sendable {
         let (status, output) = await HostCommand.run(Self.tool("mkfs.erofs"), [partial, snapshot])
         guard status == 0 else {
             unlink(partial)
-            throw .internalError("converting layer \(snapshot) to erofs: \(output.isEmpty ? "exit \(status)" : output)")
+            throw Self.toolFailure("converting layer \(snapshot) to erofs", status: status, output: output)
         }
         // Published with link(2), which never replaces: once an image is at its path it stays
         // that file, even while another pod made the same one (QEMU may open a path again).
@@ -76,21 +76,29 @@ public struct LayerCache: Sendable {
         }
     }
 
-    /// A sparse ext4 image of `mib` MiB at `path`, for a container's writes. Internal with
-    /// mkfs.ext4's words when it fails (a full disk among them); no file is left then.
+    /// A sparse ext4 image of `mib` MiB at `path`, for a container's writes. Throws
+    /// ResourceExhausted when the host's filesystem is full (ENOSPC), else Internal with
+    /// mkfs.ext4's words; no file is left then.
     static func makeScratch(at path: String, mib: Int) async throws(SkiffError) {
         let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
         guard fd >= 0, ftruncate(fd, off_t(mib) << 20) == 0 else {
-            let message = String(cString: strerror(errno))
+            let error = errno
             if fd >= 0 { close(fd) }
             unlink(path)
-            throw .internalError("cannot make the scratch disk \(path): \(message)")
+            throw .init(error == ENOSPC ? .resourceExhausted : .internal, "cannot make the scratch disk \(path): \(String(cString: strerror(error)))")
         }
         close(fd)
         let (status, output) = await HostCommand.run(tool("mkfs.ext4"), ["-q", "-F", "-m", "0", path])
         guard status == 0 else {
             unlink(path)
-            throw .internalError("cannot format the scratch disk \(path): \(output.isEmpty ? "exit \(status)" : output)")
+            throw toolFailure("cannot format the scratch disk \(path)", status: status, output: output)
         }
+    }
+
+    /// A host tool's failure (mkfs.ext4, mkfs.erofs) in its own words: ResourceExhausted when
+    /// the host's filesystem was full (ENOSPC's message in its output), else Internal.
+    static func toolFailure(_ what: String, status: Int32, output: String) -> SkiffError {
+        let full = output.contains(String(cString: strerror(ENOSPC)))
+        return .init(full ? .resourceExhausted : .internal, "\(what): \(output.isEmpty ? "exit \(status)" : output)")
     }
 }

@@ -23,9 +23,14 @@ extension QEMUVirtualMachine {
     /// Attaches block node `node` as a SCSI disk on controller `controller` at target/LUN.
     /// A read-only node gives a write-protected disk.
     public func addSCSIDisk(id: String, node: String, controller: Int, target: Int, lun: Int) async throws(VMManagerError) {
+        // A write the host cannot complete (its filesystem full: ENOSPC) or a failed read is
+        // reported to the guest as an I/O error: QEMU's default for ENOSPC (`werror=enospc`)
+        // would pause the whole VM, freezing every container of the pod (QEMU's
+        // BlockdevOnError, qapi/block-core.json).
         try await execute("device_add", [
             "driver": "scsi-hd", "id": .string(id), "drive": .string(node),
             "bus": .string("scsi\(controller).0"), "scsi-id": .integer(Int64(target)), "lun": .integer(Int64(lun)),
+            "werror": "report", "rerror": "report",
         ])
     }
 
