@@ -250,7 +250,7 @@ let package = Package(
         ),
         .testTarget(
             name: "VMIntegrationTests",
-            dependencies: ["VMController", "VMManager", "GuestManager"]
+            dependencies: ["VMController", "VMManager", "GuestManager", "CSkiffSys"]
         ),
         .testTarget(name: "ShimProcessTests", dependencies: ["ShimProcess", "SkiffSupport"]),
         .testTarget(

@@ -1,3 +1,4 @@
+import CSkiffSys
 import Foundation
 import Glibc
 import GuestManager
@@ -107,7 +108,11 @@ import VMManager
         try await withGuest { vm, _, sh in
             // The NIC's driver, which the agent loads with the first interface it configures.
             #expect(try await sh("modprobe virtio_net && echo ok") == "ok\n")
-            try await vm.addNetworkInterface(id: "nic1", tap: tap, mac: "52:54:00:12:34:56")
+            // QEMU opens no tap itself (no CAP_NET_ADMIN, no /dev/net/tun): it gets the descriptor.
+            let tapFD = skiff_open_tap_in_netns("/proc/self/ns/net", tap)
+            try #require(tapFD >= 0, "open \(tap): \(String(cString: strerror(-tapFD)))")
+            defer { close(tapFD) }
+            try await vm.addNetworkInterface(id: "nic1", tapFD: tapFD, mac: "52:54:00:12:34:56")
             var link = ""
             for _ in 0..<100 where !link.contains("52:54:00:12:34:56") {
                 link = try await sh("cat /sys/class/net/*/address 2>/dev/null")

@@ -134,13 +134,15 @@ public actor VMController {
             do {
                 try handles.update {
                     $0.files += [document.qmpSocket, document.pidFile, document.consoleLog, document.qemuLog] + (document.qmpFDSocket.map { [$0] } ?? [])
+                    $0.directories += [document.confinementRoot]
+                    $0.hostMounts += QEMUVirtualMachine.hostMounts(of: document)
                     if case let .virtioSerial(control, stdio) = document.agentChannel {
                         $0.files += [control.socketPath, stdio.socketPath]
                     }
                     // A template this VM may make: half-made, it goes with the VM.
                     if let build = QEMUVirtualMachine.templateBuildFiles(of: document) {
                         $0.files += build.files
-                        $0.directories += [build.directory, build.directory + "/share"]
+                        $0.directories += [build.directory, build.directory + "/share", build.directory + "/qemu-root"]
                     }
                 }
             } catch {

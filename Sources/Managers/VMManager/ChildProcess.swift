@@ -49,11 +49,15 @@ public final class ChildProcess: Sendable {
         self.pid = pid
     }
 
-    /// Starts `path` with `arguments` (not including argv[0]), under `filter` when one is given.
+    /// Starts `path` with `arguments` (not including argv[0]), under `filter` when one is given,
+    /// and confined as `confinement` says (with a filter only).
     public static func spawn(
-        _ path: String, arguments: [String], outputLog: String, environment: [String]? = nil, filter: SeccompFilter? = nil
+        _ path: String, arguments: [String], outputLog: String, environment: [String]? = nil, filter: SeccompFilter? = nil,
+        confinement: QEMUConfinement? = nil
     ) throws(VMManagerError) -> ChildProcess {
-        if let filter { return try spawn(path, arguments: arguments, outputLog: outputLog, environment: environment, under: filter) }
+        if let filter {
+            return try spawn(path, arguments: arguments, outputLog: outputLog, environment: environment, under: filter, confinement: confinement)
+        }
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
@@ -92,7 +96,8 @@ public final class ChildProcess: Sendable {
     }
 
     private static func spawn(
-        _ path: String, arguments: [String], outputLog: String, environment: [String]?, under filter: SeccompFilter
+        _ path: String, arguments: [String], outputLog: String, environment: [String]?, under filter: SeccompFilter,
+        confinement: QEMUConfinement?
     ) throws(VMManagerError) -> ChildProcess {
         let output = open(outputLog, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o600)
         guard output >= 0 else { throw .startFailed("cannot open \(outputLog): \(String(cString: strerror(errno)))") }
@@ -101,7 +106,7 @@ public final class ChildProcess: Sendable {
         defer { argv.forEach { free($0) } }
         let envStrings = (environment ?? currentEnvironment()).map { strdup($0) } + [nil]
         defer { envStrings.forEach { free($0) } }
-        let pid = filter.spawn(path, argv: argv, envp: envStrings, outputFD: output)
+        let pid = filter.spawn(path, argv: argv, envp: envStrings, outputFD: output, confinement: confinement)
         guard pid > 0 else { throw .startFailed("cannot start \(path): \(String(cString: strerror(-pid)))") }
         let child = ChildProcess(pid: pid)
         child.startReaper()

@@ -5,19 +5,34 @@ import SkiffSupport
 extension QEMUVirtualMachine {
     /// Opens a host file or block device as a block node (`blockdev-add`, raw format; QEMU's
     /// protocol driver is `file` for a file and `host_device` for a block device, which `file`
-    /// refuses: docs/system/qemu-block-drivers, "Host device").
+    /// refuses: docs/system/qemu-block-drivers, "Host device"). QEMU cannot see the path (its
+    /// own mount namespace, QEMUConfinement): this process opens it, read-only or read-write,
+    /// and hands the descriptor over in a file descriptor set of its own (`add-fd`), which the
+    /// node opens as `/dev/fdset/N` (QEMU's qapi/misc.json). Throws `.startFailed` when the
+    /// path cannot be opened, `.qmp` when QEMU refuses.
     public func addBlockNode(name: String, path: String, readOnly: Bool) async throws(VMManagerError) {
+        guard let fdSocket = document.qmpFDSocket else { throw .invalidConfiguration("VM \(document.id) has no descriptor monitor") }
+        let fd = open(path, (readOnly ? O_RDONLY : O_RDWR) | O_CLOEXEC)
+        guard fd >= 0 else { throw .startFailed("cannot open \(path): \(String(cString: strerror(errno)))") }
+        defer { Glibc.close(fd) }
         var info = stat()
-        let isDevice = stat(path, &info) == 0 && info.st_mode & S_IFMT == S_IFBLK
-        try await execute("blockdev-add", [
+        let isDevice = fstat(fd, &info) == 0 && info.st_mode & S_IFMT == S_IFBLK
+        let set = nextFDSet
+        nextFDSet += 1
+        try await QMPDescriptorChannel.addToSet(fd, set: set, socket: fdSocket, then: "blockdev-add", [
             "driver": "raw", "node-name": .string(name), "read-only": .bool(readOnly),
-            "file": ["driver": .string(isDevice ? "host_device" : "file"), "filename": .string(path), "read-only": .bool(readOnly)],
+            "file": ["driver": .string(isDevice ? "host_device" : "file"), "filename": .string("/dev/fdset/\(set)"), "read-only": .bool(readOnly)],
         ])
+        nodeFDSets[name] = set
     }
 
-    /// Removes a block node that no device uses any more (`blockdev-del`).
+    /// Removes a block node that no device uses any more (`blockdev-del`), and the descriptor
+    /// set it was opened from (`remove-fd`).
     public func removeBlockNode(name: String) async throws(VMManagerError) {
         try await execute("blockdev-del", ["node-name": .string(name)])
+        if let set = nodeFDSets.removeValue(forKey: name) {
+            _ = try? await execute("remove-fd", ["fdset-id": .integer(Int64(set))])
+        }
     }
 
     /// Attaches block node `node` as a SCSI disk on controller `controller` at target/LUN.
@@ -78,13 +93,6 @@ extension QEMUVirtualMachine {
             throw error
         }
         return slot
-    }
-
-    /// Hot-adds a virtio NIC on a tap device QEMU opens by name.
-    public func addNetworkInterface(id: String, tap: String, mac: String) async throws(VMManagerError) {
-        try await execute("netdev_add", ["type": "tap", "id": .string("net-\(id)"), "ifname": .string(tap),
-                                          "script": "no", "downscript": "no"])
-        try await plugNIC(id: id, mac: mac)
     }
 
     /// Hot-adds a virtio NIC on an open tap descriptor (made in the pod's network namespace,

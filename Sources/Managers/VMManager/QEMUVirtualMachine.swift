@@ -26,6 +26,11 @@ public actor QEMUVirtualMachine {
     /// Which hot-plug root port holds which device id (nil: free).
     var hotplugSlots: [String?]
     private var portWaiters: [CheckedContinuation<Void, Never>] = []
+    /// The descriptor set each block node was opened from (`addBlockNode`), and the next set's id.
+    var nodeFDSets: [String: Int] = [:]
+    var nextFDSet = 1
+    /// Whether the share root is bound over itself as a shared mount (`propagateShares`).
+    private var sharesPropagated = false
     /// Wall-clock time QEMU was started, for the controller's StartTime.
     public private(set) var startedAt: Date?
 
@@ -60,8 +65,13 @@ public actor QEMUVirtualMachine {
     /// Spawns QEMU for `document` as `launch` says and connects QMP; the vCPUs stay stopped.
     func launch(_ document: VMDocument, _ launch: QEMUCommandLine.Launch, timeout: Duration) async throws(VMManagerError) {
         for path in [document.qmpSocket, document.pidFile] { unlink(path) }
+        if mkdir(document.confinementRoot, 0o700) != 0, errno != EEXIST {
+            throw .startFailed("cannot make \(document.confinementRoot): \(String(cString: strerror(errno)))")
+        }
+        if !isTemplate(launch) { try propagateShares(of: document) }
         let child = try ChildProcess.spawn(binary, arguments: QEMUCommandLine.arguments(for: document, launch: launch),
-                                           outputLog: document.qemuLog, filter: QEMUSyscalls.filter.get())
+                                           outputLog: document.qemuLog, filter: QEMUSyscalls.filter.get(),
+                                           confinement: QEMUConfinement(for: document, launch: launch, binary: binary))
         process = child
         startedAt = Date()
         do {
@@ -86,6 +96,30 @@ public actor QEMUVirtualMachine {
         var paths = [document.qmpSocket, document.consoleLog, document.qemuLog] + (document.qmpFDSocket.map { [$0] } ?? [])
         if case let .virtioSerial(control, stdio) = document.agentChannel { paths += [control.socketPath, stdio.socketPath] }
         for path in paths { _ = chmod(path, 0o600) }
+    }
+
+    private func isTemplate(_ launch: QEMUCommandLine.Launch) -> Bool {
+        if case .template = launch { return true }
+        return false
+    }
+
+    /// The host mounts `launch` makes for `document` (its share root, bound over itself),
+    /// which its caller records (durable intent) before the start and unmounts after QEMU.
+    public static func hostMounts(of document: VMDocument) -> [String] {
+        document.sharedDirectory.map { [$0.hostPath] } ?? []
+    }
+
+    /// Binds the share root over itself and makes it a shared mount, once: QEMU's namespace
+    /// holds a slave copy of it, so the binds the Plan9 controller makes in it after QEMU
+    /// started reach QEMU too (mount_namespaces(7), shared subtrees). A template's share
+    /// never gets binds and needs none.
+    private func propagateShares(of document: VMDocument) throws(VMManagerError) {
+        guard !sharesPropagated, let share = document.sharedDirectory else { return }
+        guard mount(share.hostPath, share.hostPath, nil, UInt(MS_BIND), nil) == 0,
+              mount(nil, share.hostPath, nil, UInt(MS_SHARED), nil) == 0 else {
+            throw .startFailed("cannot make \(share.hostPath) a shared mount: \(String(cString: strerror(errno)))")
+        }
+        sharesPropagated = true
     }
 
     /// Lets the launched VM run; kills it when QEMU refuses.

@@ -19,7 +19,25 @@ enum QMPDescriptorChannel {
         try result.get()
     }
 
+    /// Connects, negotiates capabilities, adds `fd` to descriptor set `set` (`add-fd`) and
+    /// executes `command`, which names it as `/dev/fdset/SET`. The set outlives this connection
+    /// while something QEMU opened from it is open.
+    static func addToSet(_ fd: Int32, set: Int, socket path: String,
+                         then command: String, _ arguments: [String: JSONValue]) async throws(VMManagerError) {
+        let add: JSONValue = ["execute": "add-fd", "arguments": ["fdset-id": .integer(Int64(set))]]
+        let result: Result<Void, VMManagerError> = await BlockingThread.run({
+            Result { () throws(VMManagerError) in try exchange(fd, passing: add, path: path, command: command, arguments: arguments) }
+        }, fallback: .failure(.disconnected("cannot start a thread to pass a descriptor")))
+        try result.get()
+    }
+
     private static func exchange(_ fd: Int32, name: String, path: String, command: String,
+                                 arguments: [String: JSONValue]) throws(VMManagerError) {
+        try exchange(fd, passing: ["execute": "getfd", "arguments": ["fdname": .string(name)]], path: path, command: command, arguments: arguments)
+    }
+
+    /// Sends `passing` with `fd` attached, then `command`, on a new connection to `path`.
+    private static func exchange(_ fd: Int32, passing: JSONValue, path: String, command: String,
                                  arguments: [String: JSONValue]) throws(VMManagerError) {
         let sock = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard sock >= 0 else { throw .disconnected("socket: \(String(cString: strerror(errno)))") }
@@ -38,7 +56,7 @@ enum QMPDescriptorChannel {
         var reader = LineReader(fd: sock)
         _ = try reader.line()  // the greeting
         try call(sock, &reader, ["execute": "qmp_capabilities"], passing: nil)
-        try call(sock, &reader, ["execute": "getfd", "arguments": ["fdname": .string(name)]], passing: fd)
+        try call(sock, &reader, passing, passing: fd)
         try call(sock, &reader, ["execute": .string(command), "arguments": .object(arguments)], passing: nil)
     }
 

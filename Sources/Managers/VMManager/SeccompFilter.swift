@@ -33,9 +33,12 @@ public final class SeccompFilter: @unchecked Sendable {
 
     deinit { free(program) }
 
-    /// Starts `path` under this filter: see `skiff_spawn_filtered` for the child's setup. The
-    /// child's pid, or minus the errno when fork failed.
-    func spawn(_ path: String, argv: [UnsafeMutablePointer<CChar>?], envp: [UnsafeMutablePointer<CChar>?], outputFD: Int32) -> pid_t {
-        skiff_spawn_filtered(path, argv, envp, outputFD, program, length)
+    /// Starts `path` under this filter, confined when `confinement` is given: see
+    /// `skiff_spawn_filtered` for the child's setup. The child's pid, or minus the errno when
+    /// fork failed.
+    func spawn(_ path: String, argv: [UnsafeMutablePointer<CChar>?], envp: [UnsafeMutablePointer<CChar>?], outputFD: Int32,
+               confinement: QEMUConfinement? = nil) -> pid_t {
+        guard let confinement else { return skiff_spawn_filtered(path, argv, envp, outputFD, program, length, nil) }
+        return confinement.withCConfinement { skiff_spawn_filtered(path, argv, envp, outputFD, program, length, $0) }
     }
 }
