@@ -30,6 +30,15 @@ extension ContainerdE2E {
             func set() { flag.withLock { $0 = true } }
         }
 
+        /// Mounts a tmpfs of `size` where `cd` makes its tasks' bundles (and Skiff its scratch
+        /// disks); its path.
+        private func mountSmallBundles(of cd: PrivateContainerd, size: String) throws -> String {
+            let bundles = cd.dir + "/state/io.containerd.runtime.v2.task/default"
+            try FileManager.default.createDirectory(atPath: bundles, withIntermediateDirectories: true)
+            _ = try PrivateContainerd.shell("mount -t tmpfs -o size=\(size) skiff-enospc \(bundles)")
+            return bundles
+        }
+
         /// Removes task and container `id` as a user would after a fault.
         private func remove(_ cd: PrivateContainerd, _ id: String) async throws {
             _ = try await cd.ctr("task rm -f \(id)")
@@ -153,9 +162,7 @@ extension ContainerdE2E {
                 // A container's scratch disk (a block root's writable layer) is made in its
                 // bundle, under containerd's state: 512 KiB holds a bundle but not the 600 KiB
                 // mkfs.ext4 writes.
-                let bundles = cd.dir + "/state/io.containerd.runtime.v2.task/default"
-                try FileManager.default.createDirectory(atPath: bundles, withIntermediateDirectories: true)
-                _ = try PrivateContainerd.shell("mount -t tmpfs -o size=512k skiff-enospc \(bundles)")
+                let bundles = try mountSmallBundles(of: cd, size: "512k")
                 let block = "--annotation io.skiff.rootfs=block"
                 let run = try await cd.ctr("run --rm \(Self.runtime) \(block) \(Self.image) f8 true")
                 #expect(run.status != 0, "a run with no room for its scratch disk succeeded")
@@ -175,9 +182,7 @@ extension ContainerdE2E {
             try await withContainerd { cd in
                 // Room for the scratch disk's ext4 (about 600 KiB of a sparse file), little for
                 // what the container writes to it: the host runs out while the guest writes.
-                let bundles = cd.dir + "/state/io.containerd.runtime.v2.task/default"
-                try FileManager.default.createDirectory(atPath: bundles, withIntermediateDirectories: true)
-                _ = try PrivateContainerd.shell("mount -t tmpfs -o size=2m skiff-enospc \(bundles)")
+                let bundles = try mountSmallBundles(of: cd, size: "2m")
                 defer { _ = try? PrivateContainerd.shell("umount -l \(bundles)") }
                 let block = "--annotation io.skiff.rootfs=block"
                 #expect(try await cd.ctr("run -d \(Self.runtime) \(block) \(Self.image) f9 sleep 600").status == 0)

@@ -19,10 +19,16 @@ extension QEMUVirtualMachine {
         let isDevice = fstat(fd, &info) == 0 && info.st_mode & S_IFMT == S_IFBLK
         let set = nextFDSet
         nextFDSet += 1
-        try await QMPDescriptorChannel.addToSet(fd, set: set, socket: fdSocket, then: "blockdev-add", [
-            "driver": "raw", "node-name": .string(name), "read-only": .bool(readOnly),
-            "file": ["driver": .string(isDevice ? "host_device" : "file"), "filename": .string("/dev/fdset/\(set)"), "read-only": .bool(readOnly)],
-        ])
+        do {
+            try await QMPDescriptorChannel.addToSet(fd, set: set, socket: fdSocket, then: "blockdev-add", [
+                "driver": "raw", "node-name": .string(name), "read-only": .bool(readOnly),
+                "file": ["driver": .string(isDevice ? "host_device" : "file"), "filename": .string("/dev/fdset/\(set)"), "read-only": .bool(readOnly)],
+            ])
+        } catch {
+            // A refused node leaves no descriptor of the image in QEMU (the set may exist).
+            _ = try? await execute("remove-fd", ["fdset-id": .integer(Int64(set))])
+            throw error
+        }
         nodeFDSets[name] = set
     }
 
